@@ -291,7 +291,10 @@ code_enum! {
 impl CreateMode {
     /// Whether the node is ephemeral.
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
 
     /// Whether a sequence suffix is appended.
@@ -306,7 +309,10 @@ impl CreateMode {
 
     /// Whether the node has a TTL.
     pub fn is_ttl(self) -> bool {
-        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
     }
 }
 
@@ -341,7 +347,7 @@ pub mod xid {
 /// Four-letter-word command codes: the first four bytes of a connection read as an `int`.
 pub const FOUR_LETTER_WORDS: &[&str] = &[
     "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "wchs", "wchc", "wchp",
-    "dirs", "isro", "gtmk", "stmk", "srst", "hash",
+    "dirs", "isro", "gtmk", "srst",
 ];
 
 /// The largest ttl a TTL node can carry (2^40 - 1 ms).

@@ -26,7 +26,12 @@ pub fn parse_frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, FrameErr
     let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
     let len = match usize::try_from(len) {
         Ok(len) if len <= max_len => len,
-        _ => return Err(FrameError::BadLength { len: len.into(), max: max_len }),
+        _ => {
+            return Err(FrameError::BadLength {
+                len: len.into(),
+                max: max_len,
+            })
+        }
     };
     if buf.len() - PREFIX_LEN < len {
         return Ok(None);

@@ -308,7 +308,10 @@ mod tests {
         let mut r = Reader::new(&[0x7f, 0xff, 0xff, 0xff]);
         assert_eq!(r.read_buffer(), Err(DecodeError::UnexpectedEof));
         let mut r = Reader::new(&[0x80, 0, 0, 0]);
-        assert!(matches!(r.read_buffer(), Err(DecodeError::NegativeLength(_))));
+        assert!(matches!(
+            r.read_buffer(),
+            Err(DecodeError::NegativeLength(_))
+        ));
         let v: Result<Vec<String>, _> = from_slice(&[0x7f, 0xff, 0xff, 0xff]);
         assert_eq!(v, Err(DecodeError::UnexpectedEof));
     }

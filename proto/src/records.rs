@@ -55,7 +55,13 @@ record! {
 impl Acl {
     /// An ACL entry from parts.
     pub fn new(perms: i32, scheme: &str, id: &str) -> Self {
-        Acl { perms, id: Id { scheme: scheme.to_owned(), id: id.to_owned() } }
+        Acl {
+            perms,
+            id: Id {
+                scheme: scheme.to_owned(),
+                id: id.to_owned(),
+            },
+        }
     }
 
     /// `OPEN_ACL_UNSAFE`: everything for everyone.
@@ -110,8 +116,19 @@ impl Jute for ConnectRequest {
         let timeout_ms = r.read_i32()?;
         let session_id = r.read_i64()?;
         let passwd = Vec::<u8>::decode(r)?;
-        let read_only = if r.is_empty() { None } else { Some(r.read_bool()?) };
-        Ok(ConnectRequest { protocol_version, last_zxid_seen, timeout_ms, session_id, passwd, read_only })
+        let read_only = if r.is_empty() {
+            None
+        } else {
+            Some(r.read_bool()?)
+        };
+        Ok(ConnectRequest {
+            protocol_version,
+            last_zxid_seen,
+            timeout_ms,
+            session_id,
+            passwd,
+            read_only,
+        })
     }
 }
 
@@ -146,8 +163,18 @@ impl Jute for ConnectResponse {
         let timeout_ms = r.read_i32()?;
         let session_id = r.read_i64()?;
         let passwd = Vec::<u8>::decode(r)?;
-        let read_only = if r.is_empty() { None } else { Some(r.read_bool()?) };
-        Ok(ConnectResponse { protocol_version, timeout_ms, session_id, passwd, read_only })
+        let read_only = if r.is_empty() {
+            None
+        } else {
+            Some(r.read_bool()?)
+        };
+        Ok(ConnectResponse {
+            protocol_version,
+            timeout_ms,
+            session_id,
+            passwd,
+            read_only,
+        })
     }
 }
 
@@ -493,4 +520,3 @@ record! {
         pub err: i32,
     }
 }
-

@@ -150,7 +150,12 @@ impl MultiOp {
             Some(OpCode::Check) => MultiOp::Check(Jute::decode(r)?),
             Some(OpCode::GetData) => MultiOp::GetData(Jute::decode(r)?),
             Some(OpCode::GetChildren) => MultiOp::GetChildren(Jute::decode(r)?),
-            _ => return Err(DecodeError::InvalidValue { field: "multi op", value: op.into() }),
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "multi op",
+                    value: op.into(),
+                })
+            }
         })
     }
 }
@@ -158,10 +163,20 @@ impl MultiOp {
 /// Encodes a multi sub-op list with its terminator.
 pub fn encode_multi(ops: &[MultiOp], out: &mut Vec<u8>) {
     for op in ops {
-        MultiHeader { op: op.op_code().code(), done: false, err: -1 }.encode(out);
+        MultiHeader {
+            op: op.op_code().code(),
+            done: false,
+            err: -1,
+        }
+        .encode(out);
         op.encode_body(out);
     }
-    MultiHeader { op: -1, done: true, err: -1 }.encode(out);
+    MultiHeader {
+        op: -1,
+        done: true,
+        err: -1,
+    }
+    .encode(out);
 }
 
 /// Decodes a multi sub-op list up to its terminator (the header with `done` set).

@@ -74,7 +74,11 @@ impl MultiResult {
             MultiResult::GetChildren(_) => (OpCode::GetChildren, 0),
             MultiResult::Error(e) => (OpCode::Error, *e),
         };
-        MultiHeader { op: op.code(), done: false, err }
+        MultiHeader {
+            op: op.code(),
+            done: false,
+            err,
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -106,7 +110,12 @@ impl MultiResult {
             Some(OpCode::GetData) => MultiResult::GetData(Jute::decode(r)?, Jute::decode(r)?),
             Some(OpCode::GetChildren) => MultiResult::GetChildren(Jute::decode(r)?),
             Some(OpCode::Error) => MultiResult::Error(ErrorResponse::decode(r)?.err),
-            _ => return Err(DecodeError::InvalidValue { field: "multi result", value: h.op.into() }),
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "multi result",
+                    value: h.op.into(),
+                })
+            }
         })
     }
 
@@ -136,7 +145,12 @@ impl Response {
                 for res in results {
                     res.encode(out);
                 }
-                MultiHeader { op: -1, done: true, err: -1 }.encode(out);
+                MultiHeader {
+                    op: -1,
+                    done: true,
+                    err: -1,
+                }
+                .encode(out);
             }
             Response::GetEphemerals(r) => r.encode(out),
             Response::AllChildrenNumber(r) => r.encode(out),

@@ -1,0 +1,254 @@
+//! Four-letter words: `ruok`, `srvr`, `stat`, `conf`, `cons`, `crst`, `dump`, `envi`, `mntr`,
+//! `wchs`, `wchc`, `wchp`, `dirs`, `isro`, `gtmk` and `srst`, in ZooKeeper's output formats.
+
+use std::fmt::Write as _;
+
+use crate::server::{wall_ms, ConnStats, Core, Latency};
+
+/// The version string the server reports.
+pub const VERSION: &str = concat!("3.9.0-rookery-", env!("CARGO_PKG_VERSION"));
+
+/// The text a four-letter word answers with, honouring the whitelist.
+pub fn four_letter(core: &mut Core, cmd: &str) -> String {
+    if !core.cfg.four_letter_allowed(cmd) {
+        return format!("{cmd} is not executed because it is not in the whitelist.\n");
+    }
+    let mut out = String::new();
+    match cmd {
+        "ruok" => out.push_str("imok"),
+        "srvr" => srvr(core, &mut out),
+        "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {VERSION}, built on unknown");
+            out.push_str("Clients:\n");
+            cons_lines(core, &mut out, false);
+            out.push('\n');
+            srvr_body(core, &mut out);
+        }
+        "conf" => conf(core, &mut out),
+        "cons" => {
+            cons_lines(core, &mut out, true);
+            out.push('\n');
+        }
+        "crst" => {
+            for c in core.conns.values_mut() {
+                c.stats.latency = Latency::default();
+                c.stats.received = 0;
+                c.stats.sent = 0;
+            }
+            out.push_str("Connection stats reset.\n");
+        }
+        "srst" => {
+            core.stats.latency = Latency::default();
+            core.stats.received = 0;
+            core.stats.sent = 0;
+            out.push_str("Server stats reset.\n");
+        }
+        "dump" => dump(core, &mut out),
+        "envi" => envi(core, &mut out),
+        "mntr" => mntr(core, &mut out),
+        "wchs" => {
+            let w = &core.tree.watches;
+            let _ = writeln!(
+                out,
+                "{} connections watching {} paths",
+                w.conn_count(),
+                w.path_count()
+            );
+            let _ = writeln!(out, "Total watches:{}", w.watch_count());
+        }
+        "wchc" => {
+            for (conn, paths) in core.tree.watches.by_connection() {
+                let sid = core.conns.get(&conn).map_or(0, |c| c.session_id);
+                let _ = writeln!(out, "0x{sid:x}");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+        }
+        "wchp" => {
+            for (path, conns) in core.tree.watches.by_path() {
+                let _ = writeln!(out, "{path}");
+                for conn in conns {
+                    let sid = core.conns.get(&conn).map_or(0, |c| c.session_id);
+                    let _ = writeln!(out, "\t0x{sid:x}");
+                }
+            }
+        }
+        "dirs" => {
+            let _ = writeln!(out, "datadir_size: {}", dir_size(&core.cfg.data_dir));
+            let _ = writeln!(out, "logdir_size: {}", dir_size(&core.cfg.data_log_dir));
+        }
+        "isro" => out.push_str("rw"),
+        "gtmk" => out.push_str("306\n"),
+        _ => {}
+    }
+    out
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn srvr(core: &Core, out: &mut String) {
+    let _ = writeln!(out, "Zookeeper version: {VERSION}, built on unknown");
+    srvr_body(core, out);
+}
+
+fn srvr_body(core: &Core, out: &mut String) {
+    let l = &core.stats.latency;
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        l.min(),
+        l.avg(),
+        l.max_ms
+    );
+    let _ = writeln!(out, "Received: {}", core.stats.received);
+    let _ = writeln!(out, "Sent: {}", core.stats.sent);
+    let _ = writeln!(out, "Connections: {}", core.conns.len());
+    let _ = writeln!(out, "Outstanding: 0");
+    let _ = writeln!(out, "Zxid: 0x{:x}", core.last_zxid);
+    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Node count: {}", core.tree.node_count());
+}
+
+fn conf(core: &Core, out: &mut String) {
+    let c = &core.cfg;
+    let _ = writeln!(out, "clientPort={}", c.client_port);
+    let _ = writeln!(out, "secureClientPort=-1");
+    let _ = writeln!(out, "dataDir={}", c.data_dir.display());
+    let _ = writeln!(out, "dataDirSize={}", dir_size(&c.data_dir));
+    let _ = writeln!(out, "dataLogDir={}", c.data_log_dir.display());
+    let _ = writeln!(out, "dataLogSize={}", dir_size(&c.data_log_dir));
+    let _ = writeln!(out, "tickTime={}", c.tick_time_ms);
+    let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
+    let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
+    let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
+    let _ = writeln!(out, "clientPortListenBacklog=-1");
+    let _ = writeln!(out, "serverId={}", c.server_id);
+}
+
+fn cons_lines(core: &Core, out: &mut String, full: bool) {
+    let mut conns: Vec<_> = core.conns.iter().collect();
+    conns.sort_by_key(|(id, _)| **id);
+    for (_, c) in conns {
+        let s: &ConnStats = &c.stats;
+        let _ = write!(
+            out,
+            " /{}[1](queued=0,recved={},sent={}",
+            c.addr, s.received, s.sent
+        );
+        if full {
+            let _ = write!(
+                out,
+                ",sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={},avglat={:.4},maxlat={}",
+                c.session_id,
+                s.last_op,
+                s.established_wall_ms,
+                c.timeout_ms,
+                s.last_cxid,
+                s.last_zxid,
+                s.last_response_wall_ms,
+                s.last_latency_ms,
+                s.latency.min(),
+                s.latency.avg(),
+                s.latency.max_ms
+            );
+        }
+        out.push_str(")\n");
+    }
+}
+
+fn dump(core: &Core, out: &mut String) {
+    out.push_str("SessionTracker dump:\n");
+    let _ = writeln!(
+        out,
+        "Session Sets ({})/({}):",
+        core.sessions.len(),
+        core.sessions.len()
+    );
+    for s in core.sessions.by_deadline() {
+        let _ = writeln!(
+            out,
+            "\t0x{:x} (expires in bucket {} ms)",
+            s.id, s.expires_at_ms
+        );
+    }
+    out.push_str("ephemeral nodes dump:\n");
+    let eph = core.tree.all_ephemerals();
+    let _ = writeln!(out, "Sessions with Ephemerals ({}):", eph.len());
+    let mut sids: Vec<_> = eph.keys().collect();
+    sids.sort();
+    for sid in sids {
+        let _ = writeln!(out, "0x{sid:x}:");
+        for p in &eph[sid] {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    out.push_str("Connections dump:\n");
+    let _ = writeln!(out, "Connections Sets ({}):", core.conns.len());
+}
+
+fn envi(core: &Core, out: &mut String) {
+    out.push_str("Environment:\n");
+    let _ = writeln!(out, "zookeeper.version={VERSION}");
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let _ = writeln!(out, "host.name={host}");
+    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "user.dir={cwd}");
+    let _ = writeln!(out, "rookery.data.dir={}", core.cfg.data_dir.display());
+}
+
+fn mntr(core: &Core, out: &mut String) {
+    let l = &core.stats.latency;
+    let w = &core.tree.watches;
+    let uptime_ms = core.started.elapsed().as_millis();
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", format!("{VERSION}, built on unknown")),
+        ("zk_server_state", "standalone".into()),
+        ("zk_avg_latency", format!("{:.4}", l.avg())),
+        ("zk_max_latency", l.max_ms.to_string()),
+        ("zk_min_latency", l.min().to_string()),
+        ("zk_packets_received", core.stats.received.to_string()),
+        ("zk_packets_sent", core.stats.sent.to_string()),
+        ("zk_num_alive_connections", core.conns.len().to_string()),
+        ("zk_outstanding_requests", "0".into()),
+        ("zk_znode_count", core.tree.node_count().to_string()),
+        ("zk_watch_count", w.watch_count().to_string()),
+        (
+            "zk_ephemerals_count",
+            core.tree.ephemeral_count().to_string(),
+        ),
+        (
+            "zk_approximate_data_size",
+            core.tree.approximate_data_size().to_string(),
+        ),
+        ("zk_open_file_descriptor_count", open_fds().to_string()),
+        ("zk_uptime", uptime_ms.to_string()),
+        ("zk_global_sessions", core.sessions.len().to_string()),
+        ("zk_local_sessions", "0".into()),
+        ("zk_auth_failed_count", core.stats.auth_failed.to_string()),
+        ("zk_last_zxid", core.last_zxid.to_string()),
+        ("zk_now_ms", wall_ms().to_string()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k}\t{v}");
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}

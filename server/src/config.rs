@@ -1,0 +1,368 @@
+//! Server configuration: ZooKeeper's `zoo.cfg` keys parsed into a typed [`Config`].
+//!
+//! Keys may carry ZooKeeper's `zookeeper.` system-property prefix (for example
+//! `zookeeper.extendedTypesEnabled`), because real deployments set them either way. Keys that
+//! Rookery does not use yet produce a warning; an invalid value is an error naming the key.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// A configuration problem.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not `key=value`.
+    #[error("line {line}: expected key=value, found {text:?}")]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+    /// A value is invalid for its key.
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Invalid {
+        /// The key as written.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Four-letter words that the default whitelist allows. Apache ZooKeeper allows only `srvr`;
+/// Rookery adds `ruok`, which container health checks use and which reveals nothing.
+pub const DEFAULT_4LW_WHITELIST: &[&str] = &["srvr", "ruok"];
+
+/// Server settings. Field names carry their units.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `tickTime`: the basic time unit, in ms.
+    pub tick_time_ms: u64,
+    /// `dataDir`: where snapshots (and by default the log) live.
+    pub data_dir: PathBuf,
+    /// `dataLogDir`: where the transaction log lives.
+    pub data_log_dir: PathBuf,
+    /// `clientPort`: 0 picks a free port.
+    pub client_port: u16,
+    /// `clientPortAddress`.
+    pub client_port_address: IpAddr,
+    /// `maxClientCnxns`: connections per client IP (0 = unlimited).
+    pub max_client_cnxns: usize,
+    /// `maxCnxns`: connections in all (0 = unlimited).
+    pub max_cnxns: usize,
+    /// `minSessionTimeout` in ms.
+    pub min_session_timeout_ms: u64,
+    /// `maxSessionTimeout` in ms.
+    pub max_session_timeout_ms: u64,
+    /// `4lw.commands.whitelist`; `*` means all.
+    pub four_letter_whitelist: BTreeSet<String>,
+    /// `jute.maxbuffer`: the largest frame accepted, in bytes.
+    pub max_frame_len: usize,
+    /// `DigestAuthenticationProvider.superDigest`: `user:BASE64(SHA1(user:password))`.
+    pub super_digest: Option<String>,
+    /// `extendedTypesEnabled`: allows TTL nodes.
+    pub extended_types_enabled: bool,
+    /// `znode.container.checkIntervalMs`: how often containers and TTL nodes are reaped.
+    pub container_check_interval_ms: u64,
+    /// `znode.container.maxNeverUsedIntervalMs`: reap never-used containers after this (0 = never).
+    pub container_max_never_used_interval_ms: u64,
+    /// Requests a connection may have in flight before the server stops reading from it.
+    pub max_inflight_per_connection: usize,
+    /// Watch notifications that may wait on one connection before it is closed as too slow.
+    pub max_pending_notifications: usize,
+    /// Watches one connection may hold.
+    pub max_watches_per_connection: usize,
+    /// How long a connection may stay open without completing the handshake, in ms.
+    pub sessionless_timeout_ms: u64,
+    /// The server id (`myid`); the top byte of session ids.
+    pub server_id: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let tick_time_ms = 2000;
+        Config {
+            tick_time_ms,
+            data_dir: PathBuf::from("./rookery-data"),
+            data_log_dir: PathBuf::from("./rookery-data"),
+            client_port: 2181,
+            client_port_address: IpAddr::from([127, 0, 0, 1]),
+            max_client_cnxns: 60,
+            max_cnxns: 10_000,
+            min_session_timeout_ms: 2 * tick_time_ms,
+            max_session_timeout_ms: 20 * tick_time_ms,
+            four_letter_whitelist: DEFAULT_4LW_WHITELIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            max_frame_len: rookery_proto::frame::DEFAULT_MAX_FRAME_LEN,
+            super_digest: None,
+            extended_types_enabled: false,
+            container_check_interval_ms: 60_000,
+            container_max_never_used_interval_ms: 0,
+            max_inflight_per_connection: 1000,
+            max_pending_notifications: 10_000,
+            max_watches_per_connection: 100_000,
+            sessionless_timeout_ms: 10_000,
+            server_id: 0,
+        }
+    }
+}
+
+/// Keys that appear in real zoo.cfg files and that Rookery accepts but does not act on yet.
+const KNOWN_UNUSED: &[&str] = &[
+    "initLimit",
+    "syncLimit",
+    "snapCount",
+    "autopurge.snapRetainCount",
+    "autopurge.purgeInterval",
+    "preAllocSize",
+    "serverCnxnFactory",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "admin.serverPort",
+    "admin.enableServer",
+    "admin.serverAddress",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "dynamicConfigFile",
+    "metricsProvider.className",
+    "forceSync",
+    "globalOutstandingLimit",
+    "leaderServes",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+    "skipACL",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "clientPortListenBacklog",
+];
+
+impl Config {
+    /// Reads a zoo.cfg-style file. Relative `dataDir`/`dataLogDir` are taken as written
+    /// (relative to the working directory), as ZooKeeper does.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses zoo.cfg text (Java properties: `key=value` or `key: value`, `#`/`!` comments).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let mut data_log_dir = None;
+        let mut min_timeout = None;
+        let mut max_timeout = None;
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(sep) = line.find(['=', ':']) else {
+                return Err(ConfigError::Syntax {
+                    line: i + 1,
+                    text: raw.to_owned(),
+                });
+            };
+            let key = line[..sep].trim();
+            let value = line[sep + 1..].trim();
+            let bare = key.strip_prefix("zookeeper.").unwrap_or(key);
+            match bare {
+                "tickTime" => cfg.tick_time_ms = parse_num(key, value, 1)?,
+                "dataDir" => cfg.data_dir = PathBuf::from(non_empty(key, value)?),
+                "dataLogDir" => data_log_dir = Some(PathBuf::from(non_empty(key, value)?)),
+                "clientPort" => cfg.client_port = parse_num(key, value, 0)?,
+                "clientPortAddress" => {
+                    cfg.client_port_address = value
+                        .parse()
+                        .map_err(|_| invalid(key, value, "not an IP address"))?
+                }
+                "maxClientCnxns" => cfg.max_client_cnxns = parse_num(key, value, 0)?,
+                "maxCnxns" => cfg.max_cnxns = parse_num(key, value, 0)?,
+                "minSessionTimeout" => min_timeout = Some(parse_num::<i64>(key, value, -1)?),
+                "maxSessionTimeout" => max_timeout = Some(parse_num::<i64>(key, value, -1)?),
+                "4lw.commands.whitelist" => {
+                    cfg.four_letter_whitelist = value
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    for w in &cfg.four_letter_whitelist {
+                        if w != "*"
+                            && !rookery_proto::consts::FOUR_LETTER_WORDS.contains(&w.as_str())
+                        {
+                            return Err(invalid(key, value, &format!("unknown command {w:?}")));
+                        }
+                    }
+                }
+                "jute.maxbuffer" => cfg.max_frame_len = parse_num(key, value, 1024)?,
+                "DigestAuthenticationProvider.superDigest" => {
+                    if value.split(':').count() != 2 {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "expected user:BASE64(SHA1(user:password))",
+                        ));
+                    }
+                    cfg.super_digest = Some(value.to_owned());
+                }
+                "extendedTypesEnabled" => cfg.extended_types_enabled = parse_bool(key, value)?,
+                "znode.container.checkIntervalMs" => {
+                    cfg.container_check_interval_ms = parse_num(key, value, 1)?
+                }
+                "znode.container.maxNeverUsedIntervalMs" => {
+                    cfg.container_max_never_used_interval_ms = parse_num(key, value, 0)?
+                }
+                "maxInflightPerConnection" => {
+                    cfg.max_inflight_per_connection = parse_num(key, value, 1)?
+                }
+                "maxWatchesPerConnection" => {
+                    cfg.max_watches_per_connection = parse_num(key, value, 1)?
+                }
+                "serverId" | "myid" => cfg.server_id = parse_num(key, value, 0)?,
+                _ if KNOWN_UNUSED.contains(&bare)
+                    || bare.starts_with("server.")
+                    || bare.starts_with("group.")
+                    || bare.starts_with("weight.")
+                    || bare.starts_with("authProvider.")
+                    || bare.starts_with("ssl.")
+                    || bare.starts_with("admin.")
+                    || bare.starts_with("metricsProvider.") =>
+                {
+                    tracing::warn!(key, "config key is not used by Rookery yet; ignoring it");
+                }
+                _ => tracing::warn!(key, "unknown config key; ignoring it"),
+            }
+        }
+        cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
+        // As in ZooKeeper, -1 (or absence) means "derive from tickTime".
+        cfg.min_session_timeout_ms = match min_timeout {
+            Some(v) if v >= 0 => v as u64,
+            _ => 2 * cfg.tick_time_ms,
+        };
+        cfg.max_session_timeout_ms = match max_timeout {
+            Some(v) if v >= 0 => v as u64,
+            _ => 20 * cfg.tick_time_ms,
+        };
+        if cfg.min_session_timeout_ms > cfg.max_session_timeout_ms {
+            return Err(invalid(
+                "minSessionTimeout",
+                &cfg.min_session_timeout_ms.to_string(),
+                "must not be greater than maxSessionTimeout",
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// Whether a four-letter word may run.
+    pub fn four_letter_allowed(&self, cmd: &str) -> bool {
+        self.four_letter_whitelist.contains("*") || self.four_letter_whitelist.contains(cmd)
+    }
+
+    /// Clamps a requested session timeout into `[min, max]`.
+    pub fn negotiate_timeout_ms(&self, requested_ms: i32) -> i32 {
+        let t = i64::from(requested_ms).clamp(
+            self.min_session_timeout_ms as i64,
+            self.max_session_timeout_ms as i64,
+        );
+        i32::try_from(t).unwrap_or(i32::MAX)
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(key, value, "must not be empty"));
+    }
+    Ok(value)
+}
+
+fn parse_num<T>(key: &str, value: &str, min: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let v: T = value
+        .parse()
+        .map_err(|_| invalid(key, value, "not a valid number"))?;
+    if v < min {
+        return Err(invalid(key, value, &format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_keys() {
+        let cfg = Config::parse(
+            "# comment\ntickTime=1000\ndataDir=/tmp/x\nclientPort=2999\nmaxClientCnxns=5\n\
+             4lw.commands.whitelist=ruok, mntr\njute.maxbuffer=4096\n\
+             zookeeper.extendedTypesEnabled=true\nserverCnxnFactory=org.x.Y\nssl.keyStore=k\n\
+             authProvider.1=org.x.Z\nadmin.serverPort=8080\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tick_time_ms, 1000);
+        assert_eq!(cfg.data_log_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.client_port, 2999);
+        assert_eq!(cfg.max_client_cnxns, 5);
+        assert_eq!(cfg.min_session_timeout_ms, 2000);
+        assert_eq!(cfg.max_session_timeout_ms, 20000);
+        assert!(cfg.four_letter_allowed("mntr"));
+        assert!(!cfg.four_letter_allowed("srvr"));
+        assert_eq!(cfg.max_frame_len, 4096);
+        assert!(cfg.extended_types_enabled);
+    }
+
+    #[test]
+    fn invalid_value_names_the_key() {
+        let err = Config::parse("clientPort=abc").unwrap_err().to_string();
+        assert!(err.contains("clientPort"), "{err}");
+        let err = Config::parse("tickTime=0").unwrap_err().to_string();
+        assert!(err.contains("tickTime"), "{err}");
+        let err = Config::parse("4lw.commands.whitelist=ruok,nope")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4lw.commands.whitelist"), "{err}");
+        assert!(Config::parse("just garbage").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_clamped() {
+        let cfg = Config::parse("tickTime=2000").unwrap();
+        assert_eq!(cfg.negotiate_timeout_ms(1000), 4000);
+        assert_eq!(cfg.negotiate_timeout_ms(1_000_000), 40000);
+        assert_eq!(cfg.negotiate_timeout_ms(10000), 10000);
+    }
+}

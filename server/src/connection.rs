@@ -1,0 +1,230 @@
+//! One client connection: a reader (this task) that frames and decodes requests and hands them to
+//! the core in order, and a writer task that drains the connection's bounded outbound queue.
+//!
+//! Limits: a frame above `jute.maxbuffer` closes the connection; at most
+//! `max_inflight_per_connection` requests wait for replies before the reader stops reading (TCP
+//! back-pressure); the outbound queue is bounded and the core drops a connection that lets it
+//! overflow; a connection that does not finish its handshake in time is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rookery_proto::frame::parse_frame;
+use rookery_proto::{ConnectRequest, Jute, Reader, Request, RequestHeader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::server::{ConnHandle, Event, Outbound};
+use crate::watch::ConnId;
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    core: mpsc::Sender<Event>,
+    cfg: Arc<Config>,
+) {
+    let span = tracing::debug_span!("conn", id = conn, peer = %addr);
+    async move {
+        if let Err(reason) = serve_inner(stream, addr, conn, &core, &cfg).await {
+            tracing::debug!(reason, "connection closed");
+        }
+        let _ = core.send(Event::Disconnected { conn }).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_inner(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    core: &mpsc::Sender<Event>,
+    cfg: &Config,
+) -> Result<(), &'static str> {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let kill = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(cfg.max_inflight_per_connection + cfg.max_pending_notifications);
+    let writer = tokio::spawn(write_loop(wr, rx, kill.clone()));
+    let inflight = Arc::new(Semaphore::new(cfg.max_inflight_per_connection));
+    let mut buf = BytesMut::with_capacity(4096);
+
+    // The handshake (or a four-letter word) must arrive within the sessionless timeout.
+    let deadline = Instant::now() + Duration::from_millis(cfg.sessionless_timeout_ms);
+    let first = tokio::time::timeout_at(deadline, async {
+        while buf.len() < 4 {
+            if rd.read_buf(&mut buf).await.map_err(|_| "read error")? == 0 {
+                return Err("closed before handshake");
+            }
+        }
+        if let Some(cmd) = four_letter_word(&buf[..4]) {
+            return Ok(Some(cmd));
+        }
+        loop {
+            if parse_frame(&buf, cfg.max_frame_len)
+                .map_err(|_| "bad handshake length")?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            if rd.read_buf(&mut buf).await.map_err(|_| "read error")? == 0 {
+                return Err("closed during handshake");
+            }
+        }
+    })
+    .await
+    .map_err(|_| "handshake timed out")??;
+
+    if let Some(cmd) = first {
+        let (reply, text) = oneshot::channel();
+        core.send(Event::FourLetter {
+            cmd: cmd.to_owned(),
+            reply,
+        })
+        .await
+        .map_err(|_| "shutting down")?;
+        let text = text.await.map_err(|_| "shutting down")?;
+        let _ = tx.send(Outbound::Frame(text.into_bytes(), None)).await;
+        let _ = tx.send(Outbound::Close).await;
+        drop(tx);
+        let _ = writer.await;
+        return Ok(());
+    }
+
+    let len = parse_frame(&buf, cfg.max_frame_len)
+        .ok()
+        .flatten()
+        .ok_or("bad handshake")?;
+    buf.advance(4);
+    let body = buf.split_to(len);
+    let req = rookery_proto::jute::from_slice::<ConnectRequest>(&body)
+        .or_else(|_| ConnectRequest::decode(&mut Reader::new(&body)))
+        .map_err(|_| "malformed ConnectRequest")?;
+    let handle = ConnHandle {
+        tx: tx.clone(),
+        kill: kill.clone(),
+    };
+    core.send(Event::Connect {
+        conn,
+        req,
+        addr,
+        handle,
+    })
+    .await
+    .map_err(|_| "shutting down")?;
+
+    let result = read_loop(&mut rd, &mut buf, conn, core, cfg, &inflight, &kill).await;
+    drop(tx);
+    // The writer ends once the core has dropped its handle too (after our Disconnected event),
+    // so replies already queued, such as the one to closeSession, still go out.
+    let _ = core.send(Event::Disconnected { conn }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    result
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    conn: ConnId,
+    core: &mpsc::Sender<Event>,
+    cfg: &Config,
+    inflight: &Arc<Semaphore>,
+    kill: &CancellationToken,
+) -> Result<(), &'static str> {
+    loop {
+        while let Some(len) = parse_frame(buf, cfg.max_frame_len).map_err(|_| "frame too large")? {
+            buf.advance(4);
+            let frame = buf.split_to(len);
+            let mut r = Reader::new(&frame);
+            let header = RequestHeader::decode(&mut r).map_err(|_| "short request header")?;
+            let req = Request::decode(header.op, &mut r);
+            let permit = tokio::select! {
+                p = inflight.clone().acquire_owned() => p.map_err(|_| "closed")?,
+                () = kill.cancelled() => return Err("closed by server"),
+            };
+            let ev = Event::Request {
+                conn,
+                xid: header.xid,
+                req,
+                permit: Some(permit),
+                received: Instant::now(),
+            };
+            core.send(ev).await.map_err(|_| "shutting down")?;
+        }
+        tokio::select! {
+            n = rd.read_buf(buf) => {
+                if n.map_err(|_| "read error")? == 0 {
+                    return Ok(());
+                }
+            }
+            () = kill.cancelled() => return Err("closed by server"),
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outbound>,
+    kill: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut permits = Vec::new();
+    'outer: loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            () = kill.cancelled() => break,
+        };
+        let Some(mut msg) = first else { break };
+        let mut close = false;
+        // Batch whatever is already queued into one write.
+        loop {
+            match msg {
+                Outbound::Frame(bytes, permit) => {
+                    buf.extend_from_slice(&bytes);
+                    permits.extend(permit);
+                }
+                Outbound::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if buf.len() >= 64 * 1024 {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(m) => msg = m,
+                Err(_) => break,
+            }
+        }
+        let wrote = tokio::select! {
+            r = wr.write_all(&buf) => r.is_ok(),
+            () = kill.cancelled() => false,
+        };
+        buf.clear();
+        permits.clear();
+        if !wrote || close {
+            break 'outer;
+        }
+    }
+    let _ = wr.shutdown().await;
+    // Stop the reader too: the server is done with this connection.
+    kill.cancel();
+}
+
+/// The four-letter word these bytes spell, if any.
+fn four_letter_word(first4: &[u8]) -> Option<&'static str> {
+    rookery_proto::consts::FOUR_LETTER_WORDS
+        .iter()
+        .copied()
+        .find(|w| w.as_bytes() == first4)
+}

@@ -1,0 +1,102 @@
+//! Rookery's ZooKeeper-compatible server.
+//!
+//! # Layout
+//! - [`config`]: zoo.cfg keys into a typed [`Config`].
+//! - [`connection`]: one task per socket: framing, decoding, bounded queues.
+//! - [`server`]: the request processor that owns all state and orders everything.
+//! - [`prep`]: write requests into transactions, with ZooKeeper's check order.
+//! - [`txn`]: the transactions themselves.
+//! - [`tree`]: the data tree that applies committed transactions.
+//! - [`watch`]: the watch tables.
+//! - [`session`]: the session table and expiry.
+//! - [`acl`]: ACL checks and auth providers.
+//! - [`admin`]: four-letter words.
+//!
+//! State is kept in memory only: a restart loses it until the durable log lands.
+
+pub mod acl;
+pub mod admin;
+pub mod config;
+pub mod connection;
+pub mod prep;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod txn;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+pub use config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of the core's event queue; connections wait (and stop reading) when it is full.
+const CORE_QUEUE: usize = 16 * 1024;
+
+/// Serves clients on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let cfg = Arc::new(cfg);
+    let (tx, rx) = mpsc::channel(CORE_QUEUE);
+    let core = server::Core::new(cfg.clone());
+    let core_task = tokio::spawn(core.run(rx, shutdown.clone()));
+    let total = Arc::new(Semaphore::new(if cfg.max_cnxns == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        cfg.max_cnxns
+    }));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut next_conn: u64 = 1;
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE; back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "too many connections; refusing");
+            continue;
+        };
+        let ip = addr.ip();
+        {
+            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(ip).or_insert(0);
+            if cfg.max_client_cnxns != 0 && *n >= cfg.max_client_cnxns {
+                tracing::warn!(peer = %addr, limit = cfg.max_client_cnxns, "too many connections from this address; refusing");
+                continue;
+            }
+            *n += 1;
+        }
+        let conn = next_conn;
+        next_conn += 1;
+        let (tx, cfg, per_ip) = (tx.clone(), cfg.clone(), per_ip.clone());
+        tokio::spawn(async move {
+            connection::serve(stream, addr, conn, tx, cfg).await;
+            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let _ = core_task.await;
+    Ok(())
+}

@@ -1,0 +1,1160 @@
+//! The request processor (`ZooKeeperServer`): one task that owns the data tree, the session table
+//! and the watch tables, and handles every connection's requests in arrival order.
+//!
+//! Because a single task handles all requests and pushes replies and notifications onto each
+//! connection's outbound queue as it goes, three ZooKeeper guarantees hold by construction:
+//! replies to one session come back in request order; a write is visible to every read after it;
+//! and a watch notification is queued before any later reply that reflects the change.
+//!
+//! Writes follow the replicated path already: [`Prep`] turns a request into a [`Txn`], the
+//! transaction gets the next zxid, and only [`Core::commit`] changes the tree. The ensemble will
+//! put consensus (and the durable log) between those two steps.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use rookery_proto::frame::write_frame;
+use rookery_proto::records::*;
+use rookery_proto::{
+    perms, xid, AddWatchMode, ErrorCode, EventType, Jute, KeeperState, MultiOp, MultiResult,
+    OpCode, Request, RequestError, Response, WatcherType,
+};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::acl;
+use crate::config::Config;
+use crate::prep::{Ctx, Prep, WriteOp};
+use crate::session::SessionTracker;
+use crate::tree::{Applied, DataTree, Notification};
+use crate::txn::{Txn, TxnHeader};
+use crate::watch::{ConnId, Table, WatchManager, PERSISTENT, RECURSIVE, STANDARD};
+
+/// What a connection's writer task is asked to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Write these bytes. The permit, if any, frees an in-flight slot once they are written.
+    Frame(Vec<u8>, Option<OwnedSemaphorePermit>),
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+/// The core's handle on one connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    /// The bounded outbound queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to drop the connection at once (for example when its queue overflows).
+    pub kill: CancellationToken,
+}
+
+/// Everything the core reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A four-letter word; the reply is the text to write.
+    FourLetter {
+        /// The command.
+        cmd: String,
+        /// Where the text goes.
+        reply: oneshot::Sender<String>,
+    },
+    /// A handshake.
+    Connect {
+        /// The connection.
+        conn: ConnId,
+        /// The decoded ConnectRequest.
+        req: ConnectRequest,
+        /// The client's address.
+        addr: SocketAddr,
+        /// How to reach it.
+        handle: ConnHandle,
+    },
+    /// A request after the handshake.
+    Request {
+        /// The connection.
+        conn: ConnId,
+        /// The request's xid.
+        xid: i32,
+        /// The decoded body, or why it did not decode.
+        req: Result<Request, RequestError>,
+        /// The in-flight slot this request holds.
+        permit: Option<OwnedSemaphorePermit>,
+        /// When the frame was read, for latency statistics.
+        received: Instant,
+    },
+    /// The socket closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Per-connection state kept by the core.
+#[derive(Debug)]
+pub struct Conn {
+    pub(crate) handle: ConnHandle,
+    pub(crate) addr: SocketAddr,
+    pub(crate) session_id: i64,
+    pub(crate) timeout_ms: i32,
+    pub(crate) ids: Vec<Id>,
+    pub(crate) stats: ConnStats,
+}
+
+/// Counters for `cons` and `stat`.
+#[derive(Debug, Default, Clone)]
+pub struct ConnStats {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) established_wall_ms: i64,
+    pub(crate) last_op: &'static str,
+    pub(crate) last_cxid: i32,
+    pub(crate) last_zxid: i64,
+    pub(crate) last_response_wall_ms: i64,
+    pub(crate) last_latency_ms: u64,
+    pub(crate) latency: Latency,
+}
+
+/// Min/avg/max latency in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub(crate) min_ms: u64,
+    pub(crate) max_ms: u64,
+    pub(crate) total_ms: u64,
+    pub(crate) count: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            min_ms: u64::MAX,
+            max_ms: 0,
+            total_ms: 0,
+            count: 0,
+        }
+    }
+}
+
+impl Latency {
+    fn record(&mut self, ms: u64) {
+        self.min_ms = self.min_ms.min(ms);
+        self.max_ms = self.max_ms.max(ms);
+        self.total_ms += ms;
+        self.count += 1;
+    }
+
+    pub(crate) fn min(&self) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.min_ms
+        }
+    }
+
+    pub(crate) fn avg(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_ms as f64 / self.count as f64
+        }
+    }
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) latency: Latency,
+    pub(crate) auth_failed: u64,
+}
+
+/// The request processor.
+pub struct Core {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) tree: DataTree,
+    pub(crate) sessions: SessionTracker,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    session_conn: HashMap<i64, ConnId>,
+    pub(crate) last_zxid: i64,
+    pub(crate) started: Instant,
+    pub(crate) stats: ServerStats,
+    last_container_check_ms: u64,
+}
+
+/// Wall-clock ms since the epoch: only for stamping transactions and reports.
+pub(crate) fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn reply_frame(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    rookery_proto::frame::write_reply(&mut out, &ReplyHeader { xid, zxid, err }, body);
+    out
+}
+
+fn op_name(req: &Request) -> &'static str {
+    match req.op_code() {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",
+        OpCode::Delete => "DELE",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::SetData => "SETD",
+        OpCode::GetAcl => "GETA",
+        OpCode::SetAcl => "SETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::Sync => "SYNC",
+        OpCode::Ping => "PING",
+        OpCode::Multi | OpCode::MultiRead => "MULT",
+        OpCode::CloseSession => "CLOS",
+        OpCode::SetWatches | OpCode::SetWatches2 => "SETW",
+        _ => "OTHR",
+    }
+}
+
+impl Core {
+    /// A fresh in-memory server state.
+    pub fn new(cfg: Arc<Config>) -> Self {
+        let sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
+        Core {
+            cfg,
+            tree: DataTree::new(),
+            sessions,
+            conns: HashMap::new(),
+            session_conn: HashMap::new(),
+            last_zxid: 0,
+            started: Instant::now(),
+            stats: ServerStats::default(),
+            last_container_check_ms: 0,
+        }
+    }
+
+    /// Monotonic ms since the core started: the session tracker's clock.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until `shutdown` is cancelled or every event sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            (self.cfg.tick_time_ms / 2).max(1),
+        ));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.handle(ev),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+                () = shutdown.cancelled() => break,
+            }
+        }
+        for conn in self.conns.values() {
+            conn.handle.kill.cancel();
+        }
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::FourLetter { cmd, reply } => {
+                let text = crate::admin::four_letter(self, &cmd);
+                let _ = reply.send(text);
+            }
+            Event::Connect {
+                conn,
+                req,
+                addr,
+                handle,
+            } => self.on_connect(conn, req, addr, handle),
+            Event::Request {
+                conn,
+                xid,
+                req,
+                permit,
+                received,
+            } => self.on_request(conn, xid, req, permit, received),
+            Event::Disconnected { conn } => self.drop_conn(conn),
+        }
+    }
+
+    // === connections ===
+
+    fn send(&mut self, conn_id: ConnId, frame: Vec<u8>, permit: Option<OwnedSemaphorePermit>) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        match conn.handle.tx.try_send(Outbound::Frame(frame, permit)) {
+            Ok(()) => {
+                conn.stats.sent += 1;
+                self.stats.sent += 1;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    conn = conn_id,
+                    "outbound queue full or closed; dropping connection"
+                );
+                self.close_conn(conn_id);
+            }
+        }
+    }
+
+    /// Flushes what is queued, then closes the connection and forgets it.
+    fn close_conn(&mut self, conn_id: ConnId) {
+        if let Some(conn) = self.conns.get(&conn_id) {
+            if conn.handle.tx.try_send(Outbound::Close).is_err() {
+                conn.handle.kill.cancel();
+            }
+        }
+        self.drop_conn(conn_id);
+    }
+
+    fn drop_conn(&mut self, conn_id: ConnId) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        if self.session_conn.get(&conn.session_id) == Some(&conn_id) {
+            self.session_conn.remove(&conn.session_id);
+        }
+        self.tree.watches.remove_conn(conn_id);
+    }
+
+    fn on_connect(
+        &mut self,
+        conn_id: ConnId,
+        req: ConnectRequest,
+        addr: SocketAddr,
+        handle: ConnHandle,
+    ) {
+        let ids = vec![acl::ip_id(addr.ip())];
+        let stats = ConnStats {
+            established_wall_ms: wall_ms(),
+            last_op: "NA",
+            ..ConnStats::default()
+        };
+        self.conns.insert(
+            conn_id,
+            Conn {
+                handle,
+                addr,
+                session_id: 0,
+                timeout_ms: 0,
+                ids,
+                stats,
+            },
+        );
+        if req.last_zxid_seen > self.last_zxid {
+            // The client has seen a newer state than ours: refuse, so it never goes back in time.
+            tracing::info!(
+                conn = conn_id,
+                client_zxid = req.last_zxid_seen,
+                "client is ahead of this server; closing"
+            );
+            self.close_conn(conn_id);
+            return;
+        }
+        let timeout_ms = self.cfg.negotiate_timeout_ms(req.timeout_ms);
+        let read_only = req.read_only.map(|_| false);
+        let now = self.now_ms();
+        let (session_id, passwd) = if req.session_id == 0 {
+            let session_id = self.sessions.next_session_id();
+            let mut passwd = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut passwd);
+            let txn = Txn::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            };
+            self.commit_new(session_id, 0, &txn);
+            (session_id, passwd)
+        } else {
+            match self.sessions.get(req.session_id) {
+                Some(s) if s.passwd[..] == req.passwd[..] => {
+                    let passwd = s.passwd;
+                    if let Some(old) = self.session_conn.get(&req.session_id).copied() {
+                        if old != conn_id {
+                            tracing::info!(
+                                session = format_args!("0x{:x}", req.session_id),
+                                "session moved; closing its old connection"
+                            );
+                            self.close_conn(old);
+                        }
+                    }
+                    self.sessions.set_timeout(req.session_id, timeout_ms, now);
+                    (req.session_id, passwd)
+                }
+                _ => {
+                    let resp = ConnectResponse {
+                        passwd: vec![0; 16],
+                        read_only,
+                        ..ConnectResponse::default()
+                    };
+                    let mut frame = Vec::new();
+                    write_frame(&mut frame, |o| resp.encode(o));
+                    self.send(conn_id, frame, None);
+                    self.close_conn(conn_id);
+                    return;
+                }
+            }
+        };
+        if let Some(conn) = self.conns.get_mut(&conn_id) {
+            conn.session_id = session_id;
+            conn.timeout_ms = timeout_ms;
+        }
+        self.session_conn.insert(session_id, conn_id);
+        tracing::debug!(
+            conn = conn_id,
+            session = format_args!("0x{session_id:x}"),
+            timeout_ms,
+            "session established"
+        );
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id,
+            passwd: passwd.to_vec(),
+            read_only,
+        };
+        let mut frame = Vec::new();
+        write_frame(&mut frame, |o| resp.encode(o));
+        self.send(conn_id, frame, None);
+    }
+
+    // === requests ===
+
+    fn on_request(
+        &mut self,
+        conn_id: ConnId,
+        xid: i32,
+        req: Result<Request, RequestError>,
+        permit: Option<OwnedSemaphorePermit>,
+        received: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let session_id = conn.session_id;
+        conn.stats.received += 1;
+        self.stats.received += 1;
+        if session_id == 0 {
+            return;
+        }
+        let now = self.now_ms();
+        if !self.sessions.touch(session_id, now) {
+            let frame = reply_frame(
+                xid,
+                self.last_zxid,
+                ErrorCode::SessionExpired.code(),
+                &Response::Empty,
+            );
+            self.send(conn_id, frame, permit);
+            self.close_conn(conn_id);
+            return;
+        }
+        let req = match req {
+            Ok(req) => req,
+            Err(RequestError::UnknownOpCode(op)) => {
+                tracing::debug!(conn = conn_id, op, "unknown opcode; closing");
+                let frame = reply_frame(xid, -1, ErrorCode::Unimplemented.code(), &Response::Empty);
+                self.send(conn_id, frame, permit);
+                self.close_conn(conn_id);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn_id, error = %e, "request did not decode");
+                let frame = reply_frame(
+                    xid,
+                    self.last_zxid,
+                    ErrorCode::MarshallingError.code(),
+                    &Response::Empty,
+                );
+                self.send(conn_id, frame, permit);
+                return;
+            }
+        };
+        let name = op_name(&req);
+        let (reply_xid, zxid, err, body, close) = self.dispatch(conn_id, session_id, xid, req);
+        let latency_ms = received.elapsed().as_millis() as u64;
+        self.stats.latency.record(latency_ms);
+        if let Some(conn) = self.conns.get_mut(&conn_id) {
+            let s = &mut conn.stats;
+            s.last_op = name;
+            s.last_cxid = xid;
+            s.last_zxid = zxid;
+            s.last_response_wall_ms = wall_ms();
+            s.last_latency_ms = latency_ms;
+            s.latency.record(latency_ms);
+        }
+        self.send(conn_id, reply_frame(reply_xid, zxid, err, &body), permit);
+        if close {
+            self.close_conn(conn_id);
+        }
+    }
+
+    /// Runs one request; returns (reply xid, zxid, err, body, close afterwards).
+    fn dispatch(
+        &mut self,
+        conn_id: ConnId,
+        session_id: i64,
+        xid: i32,
+        req: Request,
+    ) -> (i32, i64, i32, Response, bool) {
+        let ok = |zxid: i64, body: Response| (xid, zxid, 0, body, false);
+        let last = self.last_zxid;
+        match req {
+            Request::Ping => (xid::PING, last, 0, Response::Empty, false),
+            Request::Auth(p) => self.auth(conn_id, xid, &p),
+            Request::Sasl(_) => {
+                self.stats.auth_failed += 1;
+                (
+                    xid,
+                    last,
+                    ErrorCode::AuthFailed.code(),
+                    Response::Empty,
+                    true,
+                )
+            }
+            Request::Check(_) => {
+                // 3.9.3+/3.8.5+: check is only valid inside multi.
+                (
+                    xid,
+                    -1,
+                    ErrorCode::Unimplemented.code(),
+                    Response::Empty,
+                    true,
+                )
+            }
+            Request::Reconfig(_) => (
+                xid,
+                last,
+                ErrorCode::ReconfigDisabled.code(),
+                Response::Empty,
+                false,
+            ),
+            Request::SetWatches(sw) => {
+                let all = SetWatches2 {
+                    relative_zxid: sw.relative_zxid,
+                    data_watches: sw.data_watches,
+                    exist_watches: sw.exist_watches,
+                    child_watches: sw.child_watches,
+                    ..SetWatches2::default()
+                };
+                self.set_watches(conn_id, &all);
+                (xid, last, 0, Response::Empty, false)
+            }
+            Request::SetWatches2(sw) => {
+                self.set_watches(conn_id, &sw);
+                (xid, last, 0, Response::Empty, false)
+            }
+            Request::Sync(r) => ok(last, Response::Path(PathResponse { path: r.path })),
+            Request::WhoAmI => {
+                let ids = self
+                    .conns
+                    .get(&conn_id)
+                    .map(|c| c.ids.clone())
+                    .unwrap_or_default();
+                let client_info = ids
+                    .iter()
+                    .map(|id| ClientInfo {
+                        auth_scheme: id.scheme.clone(),
+                        user: acl::user_name(id),
+                    })
+                    .collect();
+                ok(last, Response::WhoAmI(WhoAmIResponse { client_info }))
+            }
+            Request::GetEphemerals(r) => {
+                let all = r.path.is_empty() || r.path == "/";
+                let ephemerals = self
+                    .tree
+                    .ephemerals_of(session_id)
+                    .filter(|p| all || p.starts_with(&r.path))
+                    .cloned()
+                    .collect();
+                ok(
+                    last,
+                    Response::GetEphemerals(GetEphemeralsResponse { ephemerals }),
+                )
+            }
+            Request::AddWatch(r) => {
+                let Some(mode) = AddWatchMode::from_code(r.mode) else {
+                    return (
+                        xid,
+                        last,
+                        ErrorCode::MarshallingError.code(),
+                        Response::Empty,
+                        false,
+                    );
+                };
+                if !self.watch_room(conn_id) {
+                    return (
+                        xid,
+                        last,
+                        ErrorCode::BadArguments.code(),
+                        Response::Empty,
+                        true,
+                    );
+                }
+                match mode {
+                    AddWatchMode::Persistent => {
+                        self.tree
+                            .watches
+                            .add(Table::Data, &r.path, conn_id, PERSISTENT);
+                        self.tree
+                            .watches
+                            .add(Table::Child, &r.path, conn_id, PERSISTENT);
+                    }
+                    AddWatchMode::PersistentRecursive => {
+                        self.tree
+                            .watches
+                            .add(Table::Data, &r.path, conn_id, RECURSIVE)
+                    }
+                }
+                ok(last, Response::Error(ErrorResponse { err: 0 }))
+            }
+            Request::CheckWatches(r) => self.watches_op(conn_id, xid, &r, false),
+            Request::RemoveWatches(r) => self.watches_op(conn_id, xid, &r, true),
+            Request::MultiRead(ops) => {
+                if ops.iter().any(|op| !op.is_read()) {
+                    return (
+                        xid,
+                        last,
+                        ErrorCode::MarshallingError.code(),
+                        Response::Empty,
+                        false,
+                    );
+                }
+                let results = ops
+                    .iter()
+                    .map(|op| self.multi_read_op(conn_id, op))
+                    .collect();
+                ok(last, Response::Multi(results))
+            }
+            Request::Exists(_)
+            | Request::GetData(_)
+            | Request::GetAcl(_)
+            | Request::GetChildren(_)
+            | Request::GetChildren2(_)
+            | Request::GetAllChildrenNumber(_) => match self.read(conn_id, &req) {
+                Ok(body) => ok(last, body),
+                Err(e) => (xid, last, e.code(), Response::Empty, false),
+            },
+            Request::CloseSession => {
+                let zxid = self.close_session(session_id, xid);
+                (xid, zxid, 0, Response::Empty, true)
+            }
+            Request::Create(_)
+            | Request::Create2(_)
+            | Request::CreateContainer(_)
+            | Request::CreateTtl(_)
+            | Request::Delete(_)
+            | Request::DeleteContainer(_)
+            | Request::SetData(_)
+            | Request::SetAcl(_)
+            | Request::Multi(_) => self.write(conn_id, session_id, xid, &req),
+            _ => (
+                xid,
+                -1,
+                ErrorCode::Unimplemented.code(),
+                Response::Empty,
+                true,
+            ),
+        }
+    }
+
+    fn auth(
+        &mut self,
+        conn_id: ConnId,
+        xid: i32,
+        p: &AuthPacket,
+    ) -> (i32, i64, i32, Response, bool) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return (xid, 0, 0, Response::Empty, true);
+        };
+        match acl::authenticate(
+            &p.scheme,
+            &p.auth,
+            conn.addr.ip(),
+            self.cfg.super_digest.as_deref(),
+        ) {
+            Ok(ids) => {
+                for id in ids {
+                    if !conn.ids.contains(&id) {
+                        conn.ids.push(id);
+                    }
+                }
+                (xid, 0, 0, Response::Empty, false)
+            }
+            Err(e) => {
+                self.stats.auth_failed += 1;
+                tracing::info!(conn = conn_id, scheme = %p.scheme, "authentication failed; closing");
+                (xid, 0, e.code(), Response::Empty, true)
+            }
+        }
+    }
+
+    fn watch_room(&self, conn_id: ConnId) -> bool {
+        let room = self.tree.watches.count_for(conn_id) < self.cfg.max_watches_per_connection;
+        if !room {
+            tracing::warn!(
+                conn = conn_id,
+                "connection holds too many watches; closing it"
+            );
+        }
+        room
+    }
+
+    fn add_watch(&mut self, conn_id: ConnId, table: Table, path: &str) {
+        if self.watch_room(conn_id) {
+            self.tree.watches.add(table, path, conn_id, STANDARD);
+        } else {
+            self.close_conn(conn_id);
+        }
+    }
+
+    fn ids(&self, conn_id: ConnId) -> &[Id] {
+        self.conns.get(&conn_id).map_or(&[], |c| &c.ids[..])
+    }
+
+    fn read(&mut self, conn_id: ConnId, req: &Request) -> Result<Response, ErrorCode> {
+        match req {
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if let Some(node) = self.tree.get(&r.path) {
+                    if !acl::check(&node.acl, self.ids(conn_id), perms::READ) {
+                        return Err(ErrorCode::NoAuth);
+                    }
+                }
+                if r.watch {
+                    self.add_watch(conn_id, Table::Data, &r.path);
+                }
+                let node = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                Ok(Response::Stat(StatResponse { stat: node.stat() }))
+            }
+            Request::GetData(r) => {
+                let (data, stat) = self.get_data(conn_id, r)?;
+                Ok(Response::GetData(GetDataResponse { data, stat }))
+            }
+            Request::GetChildren(r) => {
+                let (children, _) = self.get_children(conn_id, r)?;
+                Ok(Response::GetChildren(GetChildrenResponse { children }))
+            }
+            Request::GetChildren2(r) => {
+                let (children, stat) = self.get_children(conn_id, r)?;
+                Ok(Response::GetChildren2(GetChildren2Response {
+                    children,
+                    stat,
+                }))
+            }
+            Request::GetAcl(r) => {
+                let node = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                let ids = self.ids(conn_id);
+                let admin = acl::check(&node.acl, ids, perms::ADMIN);
+                if !admin && !acl::check(&node.acl, ids, perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let list = if admin {
+                    node.acl.to_vec()
+                } else {
+                    acl::mask_digests(&node.acl)
+                };
+                Ok(Response::GetAcl(GetAclResponse {
+                    acl: list,
+                    stat: node.stat(),
+                }))
+            }
+            Request::GetAllChildrenNumber(r) => {
+                let node = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                if !acl::check(&node.acl, self.ids(conn_id), perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let total_number = self.tree.descendant_count(&r.path) as i32;
+                Ok(Response::AllChildrenNumber(AllChildrenNumberResponse {
+                    total_number,
+                }))
+            }
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+
+    fn get_data(
+        &mut self,
+        conn_id: ConnId,
+        r: &PathWatchRequest,
+    ) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
+        let node = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, self.ids(conn_id), perms::READ) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let out = (node.data.clone(), node.stat());
+        if r.watch {
+            self.add_watch(conn_id, Table::Data, &r.path);
+        }
+        Ok(out)
+    }
+
+    fn get_children(
+        &mut self,
+        conn_id: ConnId,
+        r: &PathWatchRequest,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let node = self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, self.ids(conn_id), perms::READ) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let out = (node.children.iter().cloned().collect(), node.stat());
+        if r.watch {
+            self.add_watch(conn_id, Table::Child, &r.path);
+        }
+        Ok(out)
+    }
+
+    fn multi_read_op(&mut self, conn_id: ConnId, op: &MultiOp) -> MultiResult {
+        let res = match op {
+            MultiOp::GetData(r) => self
+                .get_data(conn_id, r)
+                .map(|(d, s)| MultiResult::GetData(d, s)),
+            MultiOp::GetChildren(r) => self
+                .get_children(conn_id, r)
+                .map(|(c, _)| MultiResult::GetChildren(c)),
+            _ => Err(ErrorCode::MarshallingError),
+        };
+        res.unwrap_or_else(|e| MultiResult::Error(e.code()))
+    }
+
+    fn watches_op(
+        &mut self,
+        conn_id: ConnId,
+        xid: i32,
+        r: &WatchesRequest,
+        remove: bool,
+    ) -> (i32, i64, i32, Response, bool) {
+        let last = self.last_zxid;
+        let Some(kind) = WatcherType::from_code(r.watcher_type) else {
+            return (
+                xid,
+                last,
+                ErrorCode::MarshallingError.code(),
+                Response::Empty,
+                false,
+            );
+        };
+        let mut found = false;
+        for &(table, mask) in WatchManager::spec_for(kind) {
+            found |= if remove {
+                self.tree.watches.remove(table, &r.path, conn_id, mask)
+            } else {
+                self.tree.watches.contains(table, &r.path, conn_id, mask)
+            };
+        }
+        let err = if found {
+            0
+        } else {
+            ErrorCode::NoWatcher.code()
+        };
+        (xid, last, err, Response::Empty, false)
+    }
+
+    /// setWatches: re-arms watches after a reconnect, firing at once those whose node changed
+    /// since `relative_zxid` (ZooKeeper's `DataTree.setWatches`).
+    fn set_watches(&mut self, conn_id: ConnId, sw: &SetWatches2) {
+        let rel = sw.relative_zxid;
+        let mut fire: Vec<(EventType, &str)> = Vec::new();
+        for p in &sw.data_watches {
+            match self.tree.get(p) {
+                None => fire.push((EventType::NodeDeleted, p)),
+                Some(n) if n.mzxid > rel => fire.push((EventType::NodeDataChanged, p)),
+                Some(_) => self.tree.watches.add(Table::Data, p, conn_id, STANDARD),
+            }
+        }
+        for p in &sw.exist_watches {
+            match self.tree.get(p) {
+                None => self.tree.watches.add(Table::Data, p, conn_id, STANDARD),
+                Some(_) => fire.push((EventType::NodeCreated, p)),
+            }
+        }
+        for p in &sw.child_watches {
+            match self.tree.get(p) {
+                None => fire.push((EventType::NodeDeleted, p)),
+                Some(n) if n.pzxid > rel => fire.push((EventType::NodeChildrenChanged, p)),
+                Some(_) => self.tree.watches.add(Table::Child, p, conn_id, STANDARD),
+            }
+        }
+        for p in &sw.persistent_watches {
+            self.tree.watches.add(Table::Data, p, conn_id, PERSISTENT);
+            self.tree.watches.add(Table::Child, p, conn_id, PERSISTENT);
+        }
+        for p in &sw.persistent_recursive_watches {
+            self.tree.watches.add(Table::Data, p, conn_id, RECURSIVE);
+        }
+        let frames: Vec<Vec<u8>> = fire
+            .into_iter()
+            .map(|(ev, p)| notification_frame(-1, ev, p))
+            .collect();
+        for f in frames {
+            self.send(conn_id, f, None);
+        }
+    }
+
+    // === writes ===
+
+    fn next_zxid(&mut self) -> i64 {
+        self.last_zxid + 1
+    }
+
+    /// Commits a transaction issued by `session_id` with `cxid`; returns what applying it gave.
+    fn commit_new(&mut self, session_id: i64, cxid: i32, txn: &Txn) -> (i64, Applied) {
+        let hdr = TxnHeader {
+            session_id,
+            cxid,
+            zxid: self.next_zxid(),
+            time_ms: wall_ms(),
+        };
+        let applied = self.commit(&hdr, txn);
+        (hdr.zxid, applied)
+    }
+
+    /// Applies a committed transaction: the only place the tree and session table change.
+    pub fn commit(&mut self, hdr: &TxnHeader, txn: &Txn) -> Applied {
+        assert!(
+            hdr.zxid > self.last_zxid,
+            "zxids must strictly increase: {} after {}",
+            hdr.zxid,
+            self.last_zxid
+        );
+        let mut events = Vec::new();
+        let applied = self.tree.apply(hdr, txn, &mut events);
+        match txn {
+            Txn::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            } => {
+                let now = self.now_ms();
+                self.sessions.add(*session_id, *timeout_ms, *passwd, now);
+            }
+            Txn::CloseSession { session_id } => {
+                self.sessions.remove(*session_id);
+            }
+            _ => {}
+        }
+        self.last_zxid = hdr.zxid;
+        self.deliver(hdr.zxid, events);
+        applied
+    }
+
+    fn deliver(&mut self, zxid: i64, events: Vec<Notification>) {
+        for n in events {
+            let Some(conn) = self.conns.get(&n.conn) else {
+                continue;
+            };
+            // 3.9.2+: a watcher without READ on the node does not learn of the change.
+            if !acl::check(&n.acl, &conn.ids, perms::READ) {
+                continue;
+            }
+            let frame = notification_frame(zxid, n.event, &n.path);
+            self.send(n.conn, frame, None);
+        }
+    }
+
+    fn close_session(&mut self, session_id: i64, cxid: i32) -> i64 {
+        self.sessions.set_closing(session_id);
+        let (zxid, _) = self.commit_new(session_id, cxid, &Txn::CloseSession { session_id });
+        zxid
+    }
+
+    fn write(
+        &mut self,
+        conn_id: ConnId,
+        session_id: i64,
+        xid: i32,
+        req: &Request,
+    ) -> (i32, i64, i32, Response, bool) {
+        let ids = self
+            .conns
+            .get(&conn_id)
+            .map(|c| c.ids.clone())
+            .unwrap_or_default();
+        let ctx = Ctx {
+            session_id,
+            ids: &ids,
+            extended_types: self.cfg.extended_types_enabled,
+        };
+        let mut prep = Prep::new(&self.tree);
+        let txn = match req {
+            Request::Multi(ops) => {
+                if ops.iter().any(MultiOp::is_read) {
+                    return (
+                        xid,
+                        self.last_zxid,
+                        ErrorCode::MarshallingError.code(),
+                        Response::Empty,
+                        false,
+                    );
+                }
+                let writes: Vec<WriteOp<'_>> = ops.iter().filter_map(WriteOp::from_multi).collect();
+                prep.multi(&ctx, &writes)
+            }
+            _ => {
+                let op = match req {
+                    Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
+                        WriteOp::Create {
+                            op: req.op_code(),
+                            path: &r.path,
+                            data: &r.data,
+                            acl: &r.acl,
+                            flags: r.flags,
+                            ttl: 0,
+                        }
+                    }
+                    Request::CreateTtl(r) => WriteOp::Create {
+                        op: OpCode::CreateTtl,
+                        path: &r.path,
+                        data: &r.data,
+                        acl: &r.acl,
+                        flags: r.flags,
+                        ttl: r.ttl,
+                    },
+                    Request::Delete(r) => WriteOp::Delete {
+                        path: &r.path,
+                        version: r.version,
+                    },
+                    Request::DeleteContainer(r) => WriteOp::DeleteContainer { path: &r.path },
+                    Request::SetData(r) => WriteOp::SetData {
+                        path: &r.path,
+                        data: &r.data,
+                        version: r.version,
+                    },
+                    Request::SetAcl(r) => WriteOp::SetAcl {
+                        path: &r.path,
+                        acl: &r.acl,
+                        version: r.version,
+                    },
+                    _ => {
+                        return (
+                            xid,
+                            -1,
+                            ErrorCode::Unimplemented.code(),
+                            Response::Empty,
+                            true,
+                        )
+                    }
+                };
+                prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code()))
+            }
+        };
+        let (zxid, applied) = self.commit_new(session_id, xid, &txn);
+        if applied.err != 0 {
+            return (xid, zxid, applied.err, Response::Empty, false);
+        }
+        let body = match req {
+            Request::Create(_) => Response::Create(CreateResponse { path: applied.path }),
+            Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_) => {
+                Response::Create2(Create2Response {
+                    path: applied.path,
+                    stat: applied.stat.unwrap_or_default(),
+                })
+            }
+            Request::SetData(_) | Request::SetAcl(_) => Response::Stat(StatResponse {
+                stat: applied.stat.unwrap_or_default(),
+            }),
+            Request::Multi(ops) => Response::Multi(multi_results(ops, &txn, applied.subs)),
+            _ => Response::Empty,
+        };
+        (xid, zxid, 0, body, false)
+    }
+
+    // === timers ===
+
+    fn on_tick(&mut self) {
+        let now = self.now_ms();
+        for session_id in self.sessions.expired(now) {
+            tracing::info!(
+                session = format_args!("0x{session_id:x}"),
+                "session expired"
+            );
+            self.close_session(session_id, 0);
+            if let Some(conn) = self.session_conn.get(&session_id).copied() {
+                self.close_conn(conn);
+            }
+        }
+        if now.saturating_sub(self.last_container_check_ms) >= self.cfg.container_check_interval_ms
+        {
+            self.last_container_check_ms = now;
+            self.reap_containers();
+        }
+    }
+
+    /// Deletes empty containers and expired TTL nodes (`ContainerManager`).
+    fn reap_containers(&mut self) {
+        let due = self.tree.expired_containers(
+            wall_ms(),
+            self.cfg.container_max_never_used_interval_ms as i64,
+        );
+        for path in due {
+            let ctx = Ctx {
+                session_id: 0,
+                ids: &[],
+                extended_types: true,
+            };
+            let txn = Prep::new(&self.tree).op(&ctx, &WriteOp::DeleteContainer { path: &path });
+            if let Ok(txn) = txn {
+                tracing::debug!(path, "reaping container or TTL node");
+                self.commit_new(0, 0, &txn);
+            }
+        }
+    }
+}
+
+fn notification_frame(zxid: i64, event: EventType, path: &str) -> Vec<u8> {
+    let ev = WatcherEvent {
+        event_type: event.code(),
+        state: KeeperState::SyncConnected.code(),
+        path: path.to_owned(),
+    };
+    let mut out = Vec::new();
+    write_frame(&mut out, |o| {
+        ReplyHeader {
+            xid: xid::NOTIFICATION,
+            zxid,
+            err: 0,
+        }
+        .encode(o);
+        ev.encode(o);
+    });
+    out
+}
+
+/// The per-op results of a multi, in request order.
+fn multi_results(ops: &[MultiOp], txn: &Txn, subs: Vec<Applied>) -> Vec<MultiResult> {
+    if let Txn::Multi(txns) = txn {
+        if txns.iter().any(|t| matches!(t, Txn::Error(_))) {
+            return txns
+                .iter()
+                .map(|t| MultiResult::Error(if let Txn::Error(e) = t { *e } else { 0 }))
+                .collect();
+        }
+    }
+    ops.iter()
+        .zip(subs)
+        .map(|(op, a)| match op {
+            MultiOp::Create(_) => MultiResult::Create(a.path),
+            MultiOp::Create2(_) | MultiOp::CreateContainer(_) | MultiOp::CreateTtl(_) => {
+                MultiResult::Create2(a.path, a.stat.unwrap_or_default())
+            }
+            MultiOp::Delete(_) => MultiResult::Delete,
+            MultiOp::SetData(_) => MultiResult::SetData(a.stat.unwrap_or_default()),
+            MultiOp::Check(_) => MultiResult::Check,
+            MultiOp::GetData(_) | MultiOp::GetChildren(_) => {
+                MultiResult::Error(ErrorCode::MarshallingError.code())
+            }
+        })
+        .collect()
+}
