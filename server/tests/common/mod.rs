@@ -106,7 +106,8 @@ fn wait_ready(proc: &mut Proc) {
                 proc.log()
             );
         }
-        if four_letter(proc.addr, "ruok") == "imok" && session_opens(proc.addr) {
+        // Any answer (imok, or the not-whitelisted text) means the port is served.
+        if !four_letter(proc.addr, "ruok").is_empty() && session_opens(proc.addr) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
