@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use rookery_proto::{perms, Acl, ErrorCode, Id};
+use rookery_proto::{Acl, ErrorCode, Id};
 use sha1::{Digest, Sha1};
 
 /// `user:BASE64(SHA1("user:password"))`, as `DigestAuthenticationProvider.generateDigest`.
@@ -81,11 +81,6 @@ pub fn check(acl: &[Acl], ids: &[Id], perm: i32) -> bool {
         }
     }
     false
-}
-
-/// Whether an ACL entry holds perm bits for every one of `perm`.
-pub fn has_perm(acl: &[Acl], ids: &[Id], perm: i32) -> bool {
-    check(acl, ids, perm)
 }
 
 /// Parses `a.b.c.d`, `a.b.c.d/bits` or the IPv6 forms.
@@ -181,12 +176,10 @@ pub fn user_name(id: &Id) -> String {
     }
 }
 
-/// Every permission bit.
-pub const ALL: i32 = perms::ALL;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rookery_proto::perms;
 
     #[test]
     fn digest_matches_zookeeper() {
@@ -217,7 +210,7 @@ mod tests {
         }];
         assert!(check(&acl, &[ip.clone(), bob.clone()], perms::READ));
         assert!(!check(&acl, &[ip.clone(), bob.clone()], perms::WRITE));
-        assert!(!check(&acl, &[ip.clone()], perms::READ));
+        assert!(!check(&acl, std::slice::from_ref(&ip), perms::READ));
         assert!(check(&[], &[], perms::ADMIN));
         let fixed = fixup(&[Acl::new(31, "auth", "x")], &[ip.clone(), bob.clone()]).unwrap();
         assert_eq!(fixed, vec![Acl { perms: 31, id: bob }]);
