@@ -116,7 +116,7 @@ fn srvr_body(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: 0x{:x}", core.last_zxid);
     let _ = writeln!(out, "Mode: standalone");
-    let _ = writeln!(out, "Node count: {}", core.tree.node_count());
+    let _ = writeln!(out, "Node count: {}", zk_node_count(core));
 }
 
 fn conf(core: &Core, out: &mut String) {
@@ -224,7 +224,7 @@ fn mntr(core: &Core, out: &mut String) {
         ("zk_packets_sent", core.stats.sent.to_string()),
         ("zk_num_alive_connections", core.conns.len().to_string()),
         ("zk_outstanding_requests", "0".into()),
-        ("zk_znode_count", core.tree.node_count().to_string()),
+        ("zk_znode_count", zk_node_count(core).to_string()),
         ("zk_watch_count", w.watch_count().to_string()),
         (
             "zk_ephemerals_count",
@@ -245,6 +245,12 @@ fn mntr(core: &Core, out: &mut String) {
     for (k, v) in rows {
         let _ = writeln!(out, "{k}\t{v}");
     }
+}
+
+/// ZooKeeper's node count includes the root twice (it is stored under "" and "/"); report the
+/// same number so monitoring compares like with like.
+fn zk_node_count(core: &Core) -> usize {
+    core.tree.node_count() + 1
 }
 
 fn open_fds() -> usize {

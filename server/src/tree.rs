@@ -126,26 +126,20 @@ impl DataTree {
     pub fn new() -> Self {
         let open = Arc::new(Acl::open_unsafe());
         let mut nodes = HashMap::new();
-        let mut root = Node {
-            acl: open.clone(),
+        // System nodes hold zero-length data, not null, as in ZooKeeper.
+        let system = |acl: &Arc<Vec<Acl>>| Node {
+            acl: acl.clone(),
+            data: Some(Vec::new()),
             ..Node::default()
         };
+        let mut root = system(&open);
         root.children.insert("zookeeper".into());
-        let mut zk = Node {
-            acl: open.clone(),
-            ..Node::default()
-        };
+        let mut zk = system(&open);
         zk.children.insert("quota".into());
         zk.children.insert("config".into());
         nodes.insert("/".into(), root);
         nodes.insert("/zookeeper".into(), zk);
-        nodes.insert(
-            "/zookeeper/quota".into(),
-            Node {
-                acl: open,
-                ..Node::default()
-            },
-        );
+        nodes.insert("/zookeeper/quota".into(), system(&open));
         let config = Node {
             acl: Arc::new(Acl::read_unsafe()),
             aversion: -1,

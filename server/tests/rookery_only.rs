@@ -155,7 +155,7 @@ async fn four_letter_words_honour_the_whitelist() {
     c.call(get_data("/x", true)).await;
     let srvr = four_letter(open.addr, "srvr");
     assert!(
-        srvr.contains("Mode: standalone") && srvr.contains("Node count: 5"),
+        srvr.contains("Mode: standalone") && srvr.contains("Node count: 6"),
         "{srvr}"
     );
     let stat = four_letter(open.addr, "stat");
