@@ -89,6 +89,15 @@ pub struct Config {
     pub sessionless_timeout_ms: u64,
     /// The server id (`myid`); the top byte of session ids.
     pub server_id: u8,
+    /// `snapCount`: a snapshot is taken after a random count of transactions in
+    /// [snapCount/2, snapCount].
+    pub snap_count: u64,
+    /// `preAllocSize` (given in KB): how much log space is preallocated at a time, in bytes.
+    pub prealloc_bytes: u64,
+    /// `autopurge.snapRetainCount`: snapshots kept by purging (at least 3).
+    pub snap_retain_count: usize,
+    /// `autopurge.purgeInterval`: hours between purges (0 = never).
+    pub purge_interval_hours: u64,
 }
 
 impl Default for Config {
@@ -118,6 +127,10 @@ impl Default for Config {
             max_watches_per_connection: 100_000,
             sessionless_timeout_ms: 10_000,
             server_id: 0,
+            snap_count: 100_000,
+            prealloc_bytes: 64 << 20,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
         }
     }
 }
@@ -126,10 +139,6 @@ impl Default for Config {
 const KNOWN_UNUSED: &[&str] = &[
     "initLimit",
     "syncLimit",
-    "snapCount",
-    "autopurge.snapRetainCount",
-    "autopurge.purgeInterval",
-    "preAllocSize",
     "serverCnxnFactory",
     "secureClientPort",
     "secureClientPortAddress",
@@ -235,6 +244,10 @@ impl Config {
                     cfg.max_watches_per_connection = parse_num(key, value, 1)?
                 }
                 "serverId" | "myid" => cfg.server_id = parse_num(key, value, 0)?,
+                "snapCount" => cfg.snap_count = parse_num(key, value, 2)?,
+                "preAllocSize" => cfg.prealloc_bytes = parse_num::<u64>(key, value, 4)? * 1024,
+                "autopurge.snapRetainCount" => cfg.snap_retain_count = parse_num(key, value, 3)?,
+                "autopurge.purgeInterval" => cfg.purge_interval_hours = parse_num(key, value, 0)?,
                 _ if KNOWN_UNUSED.contains(&bare)
                     || bare.starts_with("server.")
                     || bare.starts_with("group.")

@@ -12,7 +12,9 @@
 //! - [`acl`]: ACL checks and auth providers.
 //! - [`admin`]: four-letter words.
 //!
-//! State is kept in memory only: a restart loses it until the durable log lands.
+//! - [`storage`]: the transaction log, snapshots and recovery (sync I/O behind a backend trait).
+//!
+//! Every write is durable (fdatasync, shared by concurrent writes) before it is acknowledged.
 
 pub mod acl;
 pub mod admin;
@@ -21,6 +23,7 @@ pub mod connection;
 pub mod prep;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod tree;
 pub mod txn;
 pub mod watch;
@@ -37,16 +40,69 @@ use tokio_util::sync::CancellationToken;
 /// Capacity of the core's event queue; connections wait (and stop reading) when it is full.
 const CORE_QUEUE: usize = 16 * 1024;
 
-/// Serves clients on `listener` until `shutdown` is cancelled.
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Recovery found the data directory unusable.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The log failed while serving; nothing after the failure was acknowledged.
+    #[error(transparent)]
+    Failed(#[from] server::StorageFailed),
+}
+
+/// Recovers the state in the configured directories (see [`storage::recovery`]).
+pub fn recover(cfg: &Config) -> Result<storage::recovery::Recovered, storage::StorageError> {
+    let recovered =
+        storage::recovery::recover(&storage::FileBackend, &cfg.data_dir, &cfg.data_log_dir)?;
+    for w in &recovered.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        last_zxid = format_args!("{:#x}", recovered.last_zxid),
+        snapshot = ?recovered.snapshot.as_ref().map(|s| s.0.display().to_string()),
+        replayed = ?recovered.replayed,
+        sessions = recovered.sessions.len(),
+        nodes = recovered.tree.node_count(),
+        "recovered"
+    );
+    Ok(recovered)
+}
+
+/// Recovers from the data directories, then serves clients on `listener` until `shutdown` is
+/// cancelled or storage fails.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), RunError> {
+    let recovered = recover(&cfg)?;
     let cfg = Arc::new(cfg);
+    let log = storage::txn_log::TxnLog::open(
+        Arc::new(storage::FileBackend),
+        &cfg.data_log_dir,
+        cfg.prealloc_bytes,
+        recovered.last_zxid,
+        recovered.tail.clone(),
+    )?;
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
-    let core = server::Core::new(cfg.clone());
-    let core_task = tokio::spawn(core.run(rx, shutdown.clone()));
+    let durable_tx = tx.clone();
+    let writer = storage::writer::LogWriter::spawn(log, move |r| {
+        let ev = match r {
+            Ok(zxid) => server::Event::Durable(zxid),
+            Err(e) => server::Event::StorageFailed(e.to_string()),
+        };
+        let _ = durable_tx.blocking_send(ev);
+    });
+    let core = server::Core::new(cfg.clone(), recovered, writer, tx.clone());
+    let core_shutdown = shutdown.clone();
+    let core_task = tokio::spawn(async move {
+        let r = core.run(rx, core_shutdown.clone()).await;
+        // Whatever stopped the core stops the listener too.
+        core_shutdown.cancel();
+        r
+    });
     let total = Arc::new(Semaphore::new(if cfg.max_cnxns == 0 {
         Semaphore::MAX_PERMITS
     } else {
@@ -97,6 +153,8 @@ pub async fn run(
         });
     }
     drop(tx);
-    let _ = core_task.await;
-    Ok(())
+    match core_task.await {
+        Ok(r) => Ok(r?),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }

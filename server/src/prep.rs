@@ -17,7 +17,7 @@ use crate::txn::{is_ephemeral_owner, ttl_owner, Txn, CONTAINER_OWNER};
 
 /// What preparation needs to know about a node.
 #[derive(Debug, Clone)]
-struct View {
+pub struct View {
     acl: Arc<Vec<Acl>>,
     version: i32,
     cversion: i32,
@@ -134,23 +134,67 @@ impl<'r> WriteOp<'r> {
     }
 }
 
-/// Preparation state: the tree plus the changes of transactions prepared but not yet applied.
+/// Changes of transactions prepared but not yet applied (ZooKeeper's `outstandingChanges`):
+/// the node as it will be once the transaction with that zxid is applied (`None`: deleted).
+#[derive(Debug, Default)]
+pub struct Outstanding {
+    map: HashMap<String, (i64, Option<View>)>,
+}
+
+impl Outstanding {
+    /// Records the changes of the transaction `zxid`.
+    pub fn merge(&mut self, changes: HashMap<String, Option<View>>, zxid: i64) {
+        for (path, view) in changes {
+            self.map.insert(path, (zxid, view));
+        }
+    }
+
+    /// Forgets changes that the tree now reflects (every transaction up to `zxid` is applied).
+    pub fn applied(&mut self, zxid: i64) {
+        if !self.map.is_empty() {
+            self.map.retain(|_, (z, _)| *z > zxid);
+        }
+    }
+
+    /// Number of paths with pending changes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Preparation state for one request: the tree, the outstanding changes of earlier transactions,
+/// and the changes this request makes.
 pub struct Prep<'t> {
     tree: &'t DataTree,
+    base: &'t Outstanding,
     changes: HashMap<String, Option<View>>,
 }
 
 impl<'t> Prep<'t> {
-    /// Prepares against `tree` with no pending changes.
-    pub fn new(tree: &'t DataTree) -> Self {
+    /// Prepares against `tree` as `base` will change it.
+    pub fn new(tree: &'t DataTree, base: &'t Outstanding) -> Self {
         Prep {
             tree,
+            base,
             changes: HashMap::new(),
         }
     }
 
+    /// The changes this request made, to merge into the outstanding set under its zxid.
+    pub fn into_changes(self) -> HashMap<String, Option<View>> {
+        self.changes
+    }
+
     fn get(&self, path: &str) -> Option<View> {
         if let Some(v) = self.changes.get(path) {
+            return v.clone();
+        }
+        if let Some((_, v)) = self.base.map.get(path) {
             return v.clone();
         }
         self.tree.get(path).map(|n| View {
@@ -171,6 +215,8 @@ impl<'t> Prep<'t> {
             match self.op(ctx, op) {
                 Ok(t) => txns.push(t),
                 Err(code) => {
+                    // Nothing of a failed multi is applied, so none of its changes are pending.
+                    self.changes.clear();
                     let errs = (0..ops.len())
                         .map(|j| {
                             Txn::Error(match j.cmp(&i) {
@@ -409,7 +455,8 @@ mod tests {
     fn multi_sees_its_own_earlier_ops() {
         let tree = DataTree::new();
         let ids = [];
-        let mut prep = Prep::new(&tree);
+        let out = Outstanding::default();
+        let mut prep = Prep::new(&tree, &out);
         let open = Acl::open_unsafe();
         let none = None;
         let ops = [
@@ -444,7 +491,8 @@ mod tests {
     fn failed_multi_reports_positions() {
         let tree = DataTree::new();
         let ids = [];
-        let mut prep = Prep::new(&tree);
+        let out = Outstanding::default();
+        let mut prep = Prep::new(&tree, &out);
         let open = Acl::open_unsafe();
         let none = None;
         let ops = [
@@ -479,7 +527,8 @@ mod tests {
     fn create_check_order() {
         let tree = DataTree::new();
         let ids = [];
-        let mut prep = Prep::new(&tree);
+        let out = Outstanding::default();
+        let mut prep = Prep::new(&tree, &out);
         let open = Acl::open_unsafe();
         let none = None;
         let mk = |path, flags| WriteOp::Create {

@@ -6,11 +6,14 @@
 //! replies to one session come back in request order; a write is visible to every read after it;
 //! and a watch notification is queued before any later reply that reflects the change.
 //!
-//! Writes follow the replicated path already: [`Prep`] turns a request into a [`Txn`], the
-//! transaction gets the next zxid, and only [`Core::commit`] changes the tree. The ensemble will
-//! put consensus (and the durable log) between those two steps.
+//! Writes: [`Prep`] turns a request into a [`Txn`] (checked against the tree plus the changes of
+//! transactions still in flight), the transaction gets the next zxid and goes to the log writer,
+//! and once the log reports it durable, [`Core::commit`] applies it (the only place the tree
+//! changes) and the reply goes out. Many writes share one fsync. A session's later requests wait
+//! behind its in-flight writes, so replies stay in request order and a read sees the session's own
+//! earlier writes. The ensemble will put consensus between preparing and applying.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,8 +31,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acl;
 use crate::config::Config;
-use crate::prep::{Ctx, Prep, WriteOp};
+use crate::prep::{Ctx, Outstanding, Prep, WriteOp};
 use crate::session::SessionTracker;
+use crate::storage::codec::encode_txn;
+use crate::storage::recovery::Recovered;
+use crate::storage::snapshot::{SessionRecord, SnapshotImage};
+use crate::storage::writer::LogWriter;
+use crate::storage::{self, FileBackend};
 use crate::tree::{Applied, DataTree, Notification};
 use crate::txn::{Txn, TxnHeader};
 use crate::watch::{ConnId, Table, WatchManager, PERSISTENT, RECURSIVE, STANDARD};
@@ -91,6 +99,77 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
     },
+    /// The log made every transaction up to this zxid durable.
+    Durable(i64),
+    /// The log failed; nothing more may be acknowledged.
+    StorageFailed(String),
+    /// A snapshot finished (its zxid), or failed.
+    SnapshotDone(Result<i64, String>),
+}
+
+/// A request waiting behind its session's in-flight writes.
+#[derive(Debug)]
+pub struct Queued {
+    xid: i32,
+    req: Result<Request, RequestError>,
+    permit: Option<OwnedSemaphorePermit>,
+    received: Instant,
+}
+
+impl Queued {
+    fn is_txn(&self) -> bool {
+        matches!(
+            self.req,
+            Ok(Request::Create(_)
+                | Request::Create2(_)
+                | Request::CreateContainer(_)
+                | Request::CreateTtl(_)
+                | Request::Delete(_)
+                | Request::DeleteContainer(_)
+                | Request::SetData(_)
+                | Request::SetAcl(_)
+                | Request::Multi(_)
+                | Request::CloseSession)
+        )
+    }
+}
+
+/// How the reply to a write is built once it is applied.
+#[derive(Debug, Clone)]
+enum ReplyKind {
+    Create,
+    Create2,
+    Stat,
+    Empty,
+    Multi(Vec<OpCode>),
+    Close,
+}
+
+/// What to do once a transaction is applied.
+#[derive(Debug)]
+enum Plan {
+    /// Server-internal (expiry, container reaping): nothing.
+    Internal,
+    /// Answer a handshake: the session now exists.
+    Connect {
+        conn: ConnId,
+        timeout_ms: i32,
+        passwd: [u8; 16],
+        read_only: Option<bool>,
+    },
+    /// Answer a write.
+    Reply {
+        conn: ConnId,
+        q: Queued,
+        kind: ReplyKind,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    hdr: TxnHeader,
+    txn: Txn,
+    plan: Plan,
 }
 
 /// Per-connection state kept by the core.
@@ -102,6 +181,12 @@ pub struct Conn {
     pub(crate) timeout_ms: i32,
     pub(crate) ids: Vec<Id>,
     pub(crate) stats: ConnStats,
+    /// Waiting for its createSession transaction to become durable.
+    establishing: bool,
+    /// Its writes prepared but not yet applied.
+    inflight_writes: usize,
+    /// Requests waiting behind those writes, in arrival order.
+    queue: VecDeque<Queued>,
 }
 
 /// Counters for `cons` and `stat`.
@@ -179,11 +264,30 @@ pub struct Core {
     pub(crate) sessions: SessionTracker,
     pub(crate) conns: HashMap<ConnId, Conn>,
     session_conn: HashMap<i64, ConnId>,
+    /// The last applied zxid.
     pub(crate) last_zxid: i64,
+    /// The last zxid handed out (applied or in flight).
+    next_zxid: i64,
+    outstanding: Outstanding,
+    pending: VecDeque<Pending>,
+    log: LogWriter,
+    /// For threads (snapshots) that report back.
+    events: mpsc::Sender<Event>,
+    snapshot_due: u64,
+    applied_since_snapshot: u64,
+    snapshot_running: bool,
+    pub(crate) last_snapshot_zxid: i64,
+    last_purge_ms: u64,
+    failed: Option<String>,
     pub(crate) started: Instant,
     pub(crate) stats: ServerStats,
     last_container_check_ms: u64,
 }
+
+/// Why the server stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failed: {0}")]
+pub struct StorageFailed(pub String);
 
 /// Wall-clock ms since the epoch: only for stamping transactions and reports.
 pub(crate) fn wall_ms() -> i64 {
@@ -218,20 +322,49 @@ fn op_name(req: &Request) -> &'static str {
 }
 
 impl Core {
-    /// A fresh in-memory server state.
-    pub fn new(cfg: Arc<Config>) -> Self {
-        let sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
+    /// A server over recovered state, appending to `log`. `events` is the sender of the queue
+    /// [`Core::run`] reads; threads the core starts report back through it.
+    pub fn new(
+        cfg: Arc<Config>,
+        recovered: Recovered,
+        log: LogWriter,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        let mut sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
+        // Restored sessions get a full timeout from now: their clients may be reconnecting.
+        for s in &recovered.sessions {
+            sessions.add(s.id, s.timeout_ms, s.passwd, 0);
+        }
+        let snapshot_due = Self::pick_snapshot_due(cfg.snap_count);
         Core {
-            cfg,
-            tree: DataTree::new(),
+            tree: recovered.tree,
             sessions,
             conns: HashMap::new(),
             session_conn: HashMap::new(),
-            last_zxid: 0,
+            last_zxid: recovered.last_zxid,
+            next_zxid: recovered.last_zxid,
+            outstanding: Outstanding::default(),
+            pending: VecDeque::new(),
+            log,
+            events,
+            snapshot_due,
+            applied_since_snapshot: 0,
+            snapshot_running: false,
+            last_snapshot_zxid: recovered.snapshot.as_ref().map_or(0, |s| s.1),
+            last_purge_ms: 0,
+            failed: None,
             started: Instant::now(),
             stats: ServerStats::default(),
             last_container_check_ms: 0,
+            cfg,
         }
+    }
+
+    /// Like ZooKeeper, snapshot after a random count in [snapCount/2, snapCount] so that the
+    /// members of an ensemble do not all snapshot at once.
+    fn pick_snapshot_due(snap_count: u64) -> u64 {
+        let half = (snap_count / 2).max(1);
+        half + rand::random::<u64>() % (snap_count - half + 1).max(1)
     }
 
     /// Monotonic ms since the core started: the session tracker's clock.
@@ -239,13 +372,17 @@ impl Core {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Runs until `shutdown` is cancelled or every event sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+    /// Runs until `shutdown` is cancelled, or until storage fails (an error).
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Event>,
+        shutdown: CancellationToken,
+    ) -> Result<(), StorageFailed> {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(
             (self.cfg.tick_time_ms / 2).max(1),
         ));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        while self.failed.is_none() {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Some(ev) => self.handle(ev),
@@ -257,6 +394,14 @@ impl Core {
         }
         for conn in self.conns.values() {
             conn.handle.kill.cancel();
+        }
+        match self.failed.take() {
+            Some(why) => Err(StorageFailed(why)),
+            None => {
+                // Let the writer finish what is queued; nothing more will be acknowledged.
+                self.log.close();
+                Ok(())
+            }
         }
     }
 
@@ -279,8 +424,22 @@ impl Core {
                 req,
                 permit,
                 received,
-            } => self.on_request(conn, xid, req, permit, received),
+            } => self.on_request(
+                conn,
+                Queued {
+                    xid,
+                    req,
+                    permit,
+                    received,
+                },
+            ),
             Event::Disconnected { conn } => self.drop_conn(conn),
+            Event::Durable(zxid) => self.on_durable(zxid),
+            Event::StorageFailed(why) => {
+                tracing::error!(error = %why, "the transaction log failed; no write will be acknowledged, stopping");
+                self.failed = Some(why);
+            }
+            Event::SnapshotDone(result) => self.on_snapshot_done(result),
         }
     }
 
@@ -347,6 +506,9 @@ impl Core {
                 timeout_ms: 0,
                 ids,
                 stats,
+                establishing: false,
+                inflight_writes: 0,
+                queue: VecDeque::new(),
             },
         );
         if req.last_zxid_seen > self.last_zxid {
@@ -371,8 +533,19 @@ impl Core {
                 timeout_ms,
                 passwd,
             };
-            self.commit_new(session_id, 0, &txn);
-            (session_id, passwd)
+            // The session exists once its transaction is durable; until then, requests pipelined
+            // behind the handshake wait in the connection's queue.
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.establishing = true;
+            }
+            let plan = Plan::Connect {
+                conn: conn_id,
+                timeout_ms,
+                passwd,
+                read_only,
+            };
+            self.submit(session_id, 0, txn, None, plan);
+            return;
         } else {
             match self.sessions.get(req.session_id) {
                 Some(s) if s.passwd[..] == req.passwd[..] => {
@@ -403,10 +576,24 @@ impl Core {
                 }
             }
         };
-        if let Some(conn) = self.conns.get_mut(&conn_id) {
-            conn.session_id = session_id;
-            conn.timeout_ms = timeout_ms;
-        }
+        self.establish(conn_id, session_id, timeout_ms, passwd, read_only);
+    }
+
+    /// Binds a connection to its session and answers its handshake.
+    fn establish(
+        &mut self,
+        conn_id: ConnId,
+        session_id: i64,
+        timeout_ms: i32,
+        passwd: [u8; 16],
+        read_only: Option<bool>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.session_id = session_id;
+        conn.timeout_ms = timeout_ms;
+        conn.establishing = false;
         self.session_conn.insert(session_id, conn_id);
         tracing::debug!(
             conn = conn_id,
@@ -424,39 +611,77 @@ impl Core {
         let mut frame = Vec::new();
         write_frame(&mut frame, |o| resp.encode(o));
         self.send(conn_id, frame, None);
+        self.drain(conn_id);
     }
 
     // === requests ===
 
-    fn on_request(
-        &mut self,
-        conn_id: ConnId,
-        xid: i32,
-        req: Result<Request, RequestError>,
-        permit: Option<OwnedSemaphorePermit>,
-        received: Instant,
-    ) {
+    fn on_request(&mut self, conn_id: ConnId, q: Queued) {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        let session_id = conn.session_id;
         conn.stats.received += 1;
         self.stats.received += 1;
+        // FIFO per session: nothing overtakes a request that is waiting, and nothing but another
+        // write overtakes an in-flight write (writes are applied in order anyway).
+        let wait = conn.establishing
+            || !conn.queue.is_empty()
+            || (conn.inflight_writes > 0 && !q.is_txn());
+        if wait {
+            conn.queue.push_back(q);
+            return;
+        }
+        self.process(conn_id, q);
+    }
+
+    /// Runs the requests a connection has waiting, as far as its in-flight writes allow.
+    fn drain(&mut self, conn_id: ConnId) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                return;
+            };
+            if conn.establishing {
+                return;
+            }
+            match conn.queue.front() {
+                Some(q) if conn.inflight_writes == 0 || q.is_txn() => {}
+                _ => return,
+            }
+            let q = conn.queue.pop_front().expect("front exists");
+            self.process(conn_id, q);
+        }
+    }
+
+    fn process(&mut self, conn_id: ConnId, q: Queued) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let session_id = conn.session_id;
         if session_id == 0 {
             return;
         }
         let now = self.now_ms();
         if !self.sessions.touch(session_id, now) {
             let frame = reply_frame(
-                xid,
+                q.xid,
                 self.last_zxid,
                 ErrorCode::SessionExpired.code(),
                 &Response::Empty,
             );
-            self.send(conn_id, frame, permit);
+            self.send(conn_id, frame, q.permit);
             self.close_conn(conn_id);
             return;
         }
+        if q.is_txn() {
+            self.write(conn_id, session_id, q);
+            return;
+        }
+        let Queued {
+            xid,
+            req,
+            permit,
+            received,
+        } = q;
         let req = match req {
             Ok(req) => req,
             Err(RequestError::UnknownOpCode(op)) => {
@@ -479,13 +704,26 @@ impl Core {
             }
         };
         let name = op_name(&req);
-        let (reply_xid, zxid, err, body, close) = self.dispatch(conn_id, session_id, xid, req);
+        let reply = self.dispatch(conn_id, session_id, xid, req);
+        self.reply(conn_id, name, xid, reply, permit, received);
+    }
+
+    /// Sends a reply and keeps the statistics.
+    fn reply(
+        &mut self,
+        conn_id: ConnId,
+        name: &'static str,
+        cxid: i32,
+        (reply_xid, zxid, err, body, close): (i32, i64, i32, Response, bool),
+        permit: Option<OwnedSemaphorePermit>,
+        received: Instant,
+    ) {
         let latency_ms = received.elapsed().as_millis() as u64;
         self.stats.latency.record(latency_ms);
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             let s = &mut conn.stats;
             s.last_op = name;
-            s.last_cxid = xid;
+            s.last_cxid = cxid;
             s.last_zxid = zxid;
             s.last_response_wall_ms = wall_ms();
             s.last_latency_ms = latency_ms;
@@ -644,19 +882,6 @@ impl Core {
                 Ok(body) => ok(last, body),
                 Err(e) => (xid, last, e.code(), Response::Empty, false),
             },
-            Request::CloseSession => {
-                let zxid = self.close_session(session_id, xid);
-                (xid, zxid, 0, Response::Empty, true)
-            }
-            Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::DeleteContainer(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Multi(_) => self.write(conn_id, session_id, xid, &req),
             _ => (
                 xid,
                 -1,
@@ -905,29 +1130,101 @@ impl Core {
 
     // === writes ===
 
-    fn next_zxid(&mut self) -> i64 {
-        self.last_zxid + 1
-    }
-
-    /// Commits a transaction issued by `session_id` with `cxid`; returns what applying it gave.
-    fn commit_new(&mut self, session_id: i64, cxid: i32, txn: &Txn) -> (i64, Applied) {
+    /// Gives `txn` the next zxid, records its pending changes, and queues it for the log.
+    fn submit(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        txn: Txn,
+        changes: Option<HashMap<String, Option<crate::prep::View>>>,
+        plan: Plan,
+    ) -> i64 {
+        self.next_zxid += 1;
+        let zxid = self.next_zxid;
+        if let Some(changes) = changes {
+            self.outstanding.merge(changes, zxid);
+        }
         let hdr = TxnHeader {
             session_id,
             cxid,
-            zxid: self.next_zxid(),
+            zxid,
             time_ms: wall_ms(),
         };
-        let applied = self.commit(&hdr, txn);
-        (hdr.zxid, applied)
+        let mut payload = Vec::with_capacity(128);
+        encode_txn(&hdr, &txn, &mut payload);
+        self.log.append(zxid, payload);
+        self.pending.push_back(Pending { hdr, txn, plan });
+        zxid
     }
 
-    /// Applies a committed transaction: the only place the tree and session table change.
+    /// The log made everything up to `durable` durable: apply it in order and answer.
+    fn on_durable(&mut self, durable: i64) {
+        while self.pending.front().is_some_and(|p| p.hdr.zxid <= durable) {
+            let p = self.pending.pop_front().expect("front exists");
+            let applied = self.commit(&p.hdr, &p.txn);
+            self.outstanding.applied(p.hdr.zxid);
+            self.finish(p.hdr.zxid, &p.txn, p.plan, applied);
+        }
+        self.applied_since_snapshot += 1;
+        if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running {
+            self.start_snapshot();
+        }
+    }
+
+    fn finish(&mut self, zxid: i64, txn: &Txn, plan: Plan, applied: Applied) {
+        match plan {
+            Plan::Internal => {}
+            Plan::Connect {
+                conn,
+                timeout_ms,
+                passwd,
+                read_only,
+            } => {
+                let session_id = match txn {
+                    Txn::CreateSession { session_id, .. } => *session_id,
+                    _ => unreachable!("a handshake plan rides on a createSession transaction"),
+                };
+                self.establish(conn, session_id, timeout_ms, passwd, read_only);
+            }
+            Plan::Reply { conn, q, kind } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.inflight_writes -= 1;
+                }
+                let name = q.req.as_ref().map_or("OTHR", op_name);
+                let reply = if applied.err != 0 {
+                    (q.xid, zxid, applied.err, Response::Empty, false)
+                } else {
+                    let close = matches!(kind, ReplyKind::Close);
+                    let body = match kind {
+                        ReplyKind::Create => {
+                            Response::Create(CreateResponse { path: applied.path })
+                        }
+                        ReplyKind::Create2 => Response::Create2(Create2Response {
+                            path: applied.path,
+                            stat: applied.stat.unwrap_or_default(),
+                        }),
+                        ReplyKind::Stat => Response::Stat(StatResponse {
+                            stat: applied.stat.unwrap_or_default(),
+                        }),
+                        ReplyKind::Empty | ReplyKind::Close => Response::Empty,
+                        ReplyKind::Multi(ops) => {
+                            Response::Multi(multi_results(&ops, txn, applied.subs))
+                        }
+                    };
+                    (q.xid, zxid, 0, body, close)
+                };
+                self.reply(conn, name, q.xid, reply, q.permit, q.received);
+                self.drain(conn);
+            }
+        }
+    }
+
+    /// Applies a durable transaction: the only place the tree and session table change.
     pub fn commit(&mut self, hdr: &TxnHeader, txn: &Txn) -> Applied {
-        assert!(
-            hdr.zxid > self.last_zxid,
-            "zxids must strictly increase: {} after {}",
+        assert_eq!(
             hdr.zxid,
-            self.last_zxid
+            self.last_zxid + 1,
+            "transactions are applied in zxid order, without gaps"
         );
         let mut events = Vec::new();
         let applied = self.tree.apply(hdr, txn, &mut events);
@@ -964,19 +1261,10 @@ impl Core {
         }
     }
 
-    fn close_session(&mut self, session_id: i64, cxid: i32) -> i64 {
-        self.sessions.set_closing(session_id);
-        let (zxid, _) = self.commit_new(session_id, cxid, &Txn::CloseSession { session_id });
-        zxid
-    }
-
-    fn write(
-        &mut self,
-        conn_id: ConnId,
-        session_id: i64,
-        xid: i32,
-        req: &Request,
-    ) -> (i32, i64, i32, Response, bool) {
+    fn write(&mut self, conn_id: ConnId, session_id: i64, q: Queued) {
+        let Ok(req) = &q.req else {
+            unreachable!("only decoded requests are transactions")
+        };
         let ids = self
             .conns
             .get(&conn_id)
@@ -987,24 +1275,31 @@ impl Core {
             ids: &ids,
             extended_types: self.cfg.extended_types_enabled,
         };
-        let mut prep = Prep::new(&self.tree);
-        let txn = match req {
+        let mut prep = Prep::new(&self.tree, &self.outstanding);
+        let (txn, kind) = match req {
             Request::Multi(ops) => {
                 if ops.iter().any(MultiOp::is_read) {
-                    return (
-                        xid,
+                    let r = (
+                        q.xid,
                         self.last_zxid,
                         ErrorCode::MarshallingError.code(),
                         Response::Empty,
                         false,
                     );
+                    self.reply(conn_id, "MULT", q.xid, r, q.permit, q.received);
+                    return;
                 }
                 let writes: Vec<WriteOp<'_>> = ops.iter().filter_map(WriteOp::from_multi).collect();
-                prep.multi(&ctx, &writes)
+                let kinds = ops.iter().map(MultiOp::op_code).collect();
+                (prep.multi(&ctx, &writes), ReplyKind::Multi(kinds))
+            }
+            Request::CloseSession => {
+                self.sessions.set_closing(session_id);
+                (Txn::CloseSession { session_id }, ReplyKind::Close)
             }
             _ => {
-                let op = match req {
-                    Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
+                let (op, kind) = match req {
+                    Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => (
                         WriteOp::Create {
                             op: req.op_code(),
                             path: &r.path,
@@ -1012,63 +1307,144 @@ impl Core {
                             acl: &r.acl,
                             flags: r.flags,
                             ttl: 0,
-                        }
+                        },
+                        if matches!(req, Request::Create(_)) {
+                            ReplyKind::Create
+                        } else {
+                            ReplyKind::Create2
+                        },
+                    ),
+                    Request::CreateTtl(r) => (
+                        WriteOp::Create {
+                            op: OpCode::CreateTtl,
+                            path: &r.path,
+                            data: &r.data,
+                            acl: &r.acl,
+                            flags: r.flags,
+                            ttl: r.ttl,
+                        },
+                        ReplyKind::Create2,
+                    ),
+                    Request::Delete(r) => (
+                        WriteOp::Delete {
+                            path: &r.path,
+                            version: r.version,
+                        },
+                        ReplyKind::Empty,
+                    ),
+                    Request::DeleteContainer(r) => {
+                        (WriteOp::DeleteContainer { path: &r.path }, ReplyKind::Empty)
                     }
-                    Request::CreateTtl(r) => WriteOp::Create {
-                        op: OpCode::CreateTtl,
-                        path: &r.path,
-                        data: &r.data,
-                        acl: &r.acl,
-                        flags: r.flags,
-                        ttl: r.ttl,
-                    },
-                    Request::Delete(r) => WriteOp::Delete {
-                        path: &r.path,
-                        version: r.version,
-                    },
-                    Request::DeleteContainer(r) => WriteOp::DeleteContainer { path: &r.path },
-                    Request::SetData(r) => WriteOp::SetData {
-                        path: &r.path,
-                        data: &r.data,
-                        version: r.version,
-                    },
-                    Request::SetAcl(r) => WriteOp::SetAcl {
-                        path: &r.path,
-                        acl: &r.acl,
-                        version: r.version,
-                    },
-                    _ => {
-                        return (
-                            xid,
-                            -1,
-                            ErrorCode::Unimplemented.code(),
-                            Response::Empty,
-                            true,
-                        )
-                    }
+                    Request::SetData(r) => (
+                        WriteOp::SetData {
+                            path: &r.path,
+                            data: &r.data,
+                            version: r.version,
+                        },
+                        ReplyKind::Stat,
+                    ),
+                    Request::SetAcl(r) => (
+                        WriteOp::SetAcl {
+                            path: &r.path,
+                            acl: &r.acl,
+                            version: r.version,
+                        },
+                        ReplyKind::Stat,
+                    ),
+                    _ => unreachable!("is_txn covers exactly these requests"),
                 };
-                prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code()))
+                (
+                    prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code())),
+                    kind,
+                )
             }
         };
-        let (zxid, applied) = self.commit_new(session_id, xid, &txn);
-        if applied.err != 0 {
-            return (xid, zxid, applied.err, Response::Empty, false);
+        let changes = prep.into_changes();
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.inflight_writes += 1;
         }
-        let body = match req {
-            Request::Create(_) => Response::Create(CreateResponse { path: applied.path }),
-            Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_) => {
-                Response::Create2(Create2Response {
-                    path: applied.path,
-                    stat: applied.stat.unwrap_or_default(),
+        let xid = q.xid;
+        self.submit(
+            session_id,
+            xid,
+            txn,
+            Some(changes),
+            Plan::Reply {
+                conn: conn_id,
+                q,
+                kind,
+            },
+        );
+    }
+
+    // === snapshots ===
+
+    fn start_snapshot(&mut self) {
+        self.applied_since_snapshot = 0;
+        self.snapshot_due = Self::pick_snapshot_due(self.cfg.snap_count);
+        self.snapshot_running = true;
+        let image = SnapshotImage {
+            zxid: self.last_zxid,
+            nodes: self.tree.image(),
+            sessions: self
+                .sessions
+                .by_deadline()
+                .into_iter()
+                .map(|s| SessionRecord {
+                    id: s.id,
+                    timeout_ms: s.timeout_ms,
+                    passwd: s.passwd,
                 })
-            }
-            Request::SetData(_) | Request::SetAcl(_) => Response::Stat(StatResponse {
-                stat: applied.stat.unwrap_or_default(),
-            }),
-            Request::Multi(ops) => Response::Multi(multi_results(ops, &txn, applied.subs)),
-            _ => Response::Empty,
+                .collect(),
         };
-        (xid, zxid, 0, body, false)
+        // Later records go to a new segment, so old segments can be purged once covered.
+        self.log.roll();
+        let dir = self.cfg.data_dir.clone();
+        let events = self.events.clone();
+        tracing::info!(
+            zxid = format_args!("{:#x}", image.zxid),
+            nodes = image.nodes.len(),
+            "taking a snapshot"
+        );
+        std::thread::spawn(move || {
+            let result = storage::snapshot::write(&FileBackend, &dir, &image)
+                .map(|_| image.zxid)
+                .map_err(|e| e.to_string());
+            let _ = events.blocking_send(Event::SnapshotDone(result));
+        });
+    }
+
+    fn on_snapshot_done(&mut self, result: Result<i64, String>) {
+        self.snapshot_running = false;
+        match result {
+            Ok(zxid) => {
+                tracing::info!(zxid = format_args!("{zxid:#x}"), "snapshot written");
+                self.last_snapshot_zxid = zxid;
+            }
+            // The log still holds everything, so a failed snapshot loses nothing; retry later.
+            Err(e) => tracing::error!(error = %e, "snapshot failed"),
+        }
+    }
+
+    fn maybe_purge(&mut self, now: u64) {
+        let interval_ms = self.cfg.purge_interval_hours * 3_600_000;
+        if interval_ms == 0 || now.saturating_sub(self.last_purge_ms) < interval_ms {
+            return;
+        }
+        self.last_purge_ms = now;
+        let (snap_dir, log_dir, retain) = (
+            self.cfg.data_dir.clone(),
+            self.cfg.data_log_dir.clone(),
+            self.cfg.snap_retain_count,
+        );
+        std::thread::spawn(move || {
+            match storage::purge::purge(&FileBackend, &snap_dir, &log_dir, retain) {
+                Ok(removed) => {
+                    tracing::info!(files = removed.len(), "purged old snapshots and logs")
+                }
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        });
     }
 
     // === timers ===
@@ -1080,7 +1456,14 @@ impl Core {
                 session = format_args!("0x{session_id:x}"),
                 "session expired"
             );
-            self.close_session(session_id, 0);
+            self.sessions.set_closing(session_id);
+            self.submit(
+                session_id,
+                0,
+                Txn::CloseSession { session_id },
+                None,
+                Plan::Internal,
+            );
             if let Some(conn) = self.session_conn.get(&session_id).copied() {
                 self.close_conn(conn);
             }
@@ -1090,6 +1473,7 @@ impl Core {
             self.last_container_check_ms = now;
             self.reap_containers();
         }
+        self.maybe_purge(now);
     }
 
     /// Deletes empty containers and expired TTL nodes (`ContainerManager`).
@@ -1104,10 +1488,12 @@ impl Core {
                 ids: &[],
                 extended_types: true,
             };
-            let txn = Prep::new(&self.tree).op(&ctx, &WriteOp::DeleteContainer { path: &path });
-            if let Ok(txn) = txn {
+            let mut prep = Prep::new(&self.tree, &self.outstanding);
+            // Prepared against in-flight changes too, so a node already being deleted is skipped.
+            if let Ok(txn) = prep.op(&ctx, &WriteOp::DeleteContainer { path: &path }) {
                 tracing::debug!(path, "reaping container or TTL node");
-                self.commit_new(0, 0, &txn);
+                let changes = prep.into_changes();
+                self.submit(0, 0, txn, Some(changes), Plan::Internal);
             }
         }
     }
@@ -1133,7 +1519,7 @@ fn notification_frame(zxid: i64, event: EventType, path: &str) -> Vec<u8> {
 }
 
 /// The per-op results of a multi, in request order.
-fn multi_results(ops: &[MultiOp], txn: &Txn, subs: Vec<Applied>) -> Vec<MultiResult> {
+fn multi_results(ops: &[OpCode], txn: &Txn, subs: Vec<Applied>) -> Vec<MultiResult> {
     if let Txn::Multi(txns) = txn {
         if txns.iter().any(|t| matches!(t, Txn::Error(_))) {
             return txns
@@ -1145,16 +1531,12 @@ fn multi_results(ops: &[MultiOp], txn: &Txn, subs: Vec<Applied>) -> Vec<MultiRes
     ops.iter()
         .zip(subs)
         .map(|(op, a)| match op {
-            MultiOp::Create(_) => MultiResult::Create(a.path),
-            MultiOp::Create2(_) | MultiOp::CreateContainer(_) | MultiOp::CreateTtl(_) => {
-                MultiResult::Create2(a.path, a.stat.unwrap_or_default())
-            }
-            MultiOp::Delete(_) => MultiResult::Delete,
-            MultiOp::SetData(_) => MultiResult::SetData(a.stat.unwrap_or_default()),
-            MultiOp::Check(_) => MultiResult::Check,
-            MultiOp::GetData(_) | MultiOp::GetChildren(_) => {
-                MultiResult::Error(ErrorCode::MarshallingError.code())
-            }
+            OpCode::Create => MultiResult::Create(a.path),
+            OpCode::Delete => MultiResult::Delete,
+            OpCode::SetData => MultiResult::SetData(a.stat.unwrap_or_default()),
+            OpCode::Check => MultiResult::Check,
+            // create2, createContainer and createTTL (3.9 returns the stat).
+            _ => MultiResult::Create2(a.path, a.stat.unwrap_or_default()),
         })
         .collect()
 }

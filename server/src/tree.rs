@@ -5,6 +5,8 @@
 //! so the caller can queue them ahead of any later reply (ZooKeeper's ordering guarantee).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use imbl::OrdSet;
 use std::sync::Arc;
 
 use rookery_proto::path::parent;
@@ -38,8 +40,9 @@ pub struct Node {
     pub ephemeral_owner: i64,
     /// zxid of the last child create or delete.
     pub pzxid: i64,
-    /// Child names, kept sorted.
-    pub children: BTreeSet<String>,
+    /// Child names, kept sorted. A persistent set, so that copying a node while a snapshot
+    /// holds the old version costs O(1) rather than O(children).
+    pub children: OrdSet<String>,
 }
 
 impl Node {
@@ -103,10 +106,14 @@ pub struct Applied {
     pub subs: Vec<Applied>,
 }
 
+/// The nodes of a tree at one moment: a persistent map, so taking it is O(1) and later writes
+/// copy only what they touch. Snapshots are written from it while writes carry on.
+pub type Image = imbl::HashMap<String, Node>;
+
 /// The znode tree.
 #[derive(Debug)]
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: Image,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -125,7 +132,7 @@ impl DataTree {
     /// A tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new() -> Self {
         let open = Arc::new(Acl::open_unsafe());
-        let mut nodes = HashMap::new();
+        let mut nodes = Image::new();
         // System nodes hold zero-length data, not null, as in ZooKeeper.
         let system = |acl: &Arc<Vec<Acl>>| Node {
             acl: acl.clone(),
@@ -155,6 +162,40 @@ impl DataTree {
             watches: WatchManager::default(),
             data_size: 0,
         }
+    }
+
+    /// A tree over `nodes` (children sets filled in), rebuilding the indexes derived from them.
+    pub fn from_image(nodes: Image) -> Self {
+        let mut tree = DataTree {
+            nodes,
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            watches: WatchManager::default(),
+            data_size: 0,
+        };
+        for (path, node) in tree.nodes.iter() {
+            let owner = node.ephemeral_owner;
+            if owner == CONTAINER_OWNER {
+                tree.containers.insert(path.clone());
+            } else if ttl_of(owner).is_some() {
+                tree.ttls.insert(path.clone());
+            } else if owner != 0 {
+                tree.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(path.clone());
+            }
+            if !DataTree::is_special(path) {
+                tree.data_size += (path.len() + node.data.as_ref().map_or(0, Vec::len)) as u64;
+            }
+        }
+        tree
+    }
+
+    /// The nodes as they are now, in O(1): the tree copies on write from here on.
+    pub fn image(&self) -> Image {
+        self.nodes.clone()
     }
 
     /// Paths that can never be deleted.

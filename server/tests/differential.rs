@@ -195,7 +195,8 @@ async fn crud_and_errors(addr: std::net::SocketAddr, log: &mut Log) {
     log.run(&mut c, "delete missing parent", delete("/x/y/z", -1))
         .await;
     for p in ["/", "/zookeeper", "/zookeeper/quota"] {
-        log.run(&mut c, &format!("get {p}"), get_data(p, false)).await;
+        log.run(&mut c, &format!("get {p}"), get_data(p, false))
+            .await;
     }
     for p in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
         log.run(&mut c, &format!("delete {p}"), delete(p, -1)).await;
