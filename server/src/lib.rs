@@ -20,6 +20,7 @@ pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod connection;
+pub mod inspect;
 pub mod prep;
 pub mod server;
 pub mod session;
@@ -53,9 +54,11 @@ pub enum RunError {
 }
 
 /// Recovers the state in the configured directories (see [`storage::recovery`]).
-pub fn recover(cfg: &Config) -> Result<storage::recovery::Recovered, storage::StorageError> {
-    let recovered =
-        storage::recovery::recover(&storage::FileBackend, &cfg.data_dir, &cfg.data_log_dir)?;
+pub fn recover(
+    cfg: &Config,
+    backend: &dyn storage::Backend,
+) -> Result<storage::recovery::Recovered, storage::StorageError> {
+    let recovered = storage::recovery::recover(backend, &cfg.data_dir, &cfg.data_log_dir)?;
     for w in &recovered.warnings {
         tracing::warn!("{w}");
     }
@@ -77,10 +80,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let recovered = recover(&cfg)?;
+    run_with_backend(cfg, listener, shutdown, Arc::new(storage::FileBackend)).await
+}
+
+/// [`run`] over any storage backend (tests use [`storage::MemBackend`] to inject faults).
+pub async fn run_with_backend(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    backend: Arc<dyn storage::Backend>,
+) -> Result<(), RunError> {
+    let recovered = recover(&cfg, backend.as_ref())?;
     let cfg = Arc::new(cfg);
     let log = storage::txn_log::TxnLog::open(
-        Arc::new(storage::FileBackend),
+        backend.clone(),
         &cfg.data_log_dir,
         cfg.prealloc_bytes,
         recovered.last_zxid,
@@ -95,7 +108,7 @@ pub async fn run(
         };
         let _ = durable_tx.blocking_send(ev);
     });
-    let core = server::Core::new(cfg.clone(), recovered, writer, tx.clone());
+    let core = server::Core::new(cfg.clone(), recovered, writer, backend, tx.clone());
     let core_shutdown = shutdown.clone();
     let core_task = tokio::spawn(async move {
         let r = core.run(rx, core_shutdown.clone()).await;

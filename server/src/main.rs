@@ -24,6 +24,31 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print and verify log segments, snapshots or a whole data directory.
+    #[command(args_conflicts_with_subcommands = true)]
+    Inspect {
+        #[command(subcommand)]
+        what: Option<Inspect>,
+        /// A data directory: say which snapshot and log range recovery would use.
+        dir: Option<PathBuf>,
+        /// The log directory, if it is not the data directory (dataLogDir).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// Print every record of a log segment and verify its checksums.
+    Log {
+        /// The segment file (log.<zxid>).
+        path: PathBuf,
+    },
+    /// Print a snapshot's nodes and sessions and verify its checksum.
+    Snapshot {
+        /// The snapshot file (snapshot.<zxid>).
+        path: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +61,28 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Inspect { what, dir, log_dir } => {
+            let backend = rookery_server::storage::FileBackend;
+            let mut out = String::new();
+            let result = match (what, dir) {
+                (Some(Inspect::Log { path }), _) => {
+                    rookery_server::inspect::log(&backend, &path, &mut out)
+                }
+                (Some(Inspect::Snapshot { path }), _) => {
+                    rookery_server::inspect::snapshot(&backend, &path, &mut out)
+                }
+                (None, Some(dir)) => {
+                    let log_dir = log_dir.unwrap_or_else(|| dir.clone());
+                    rookery_server::inspect::dir(&backend, &dir, &log_dir, &mut out)
+                }
+                (None, None) => {
+                    anyhow::bail!("give a data directory, or `log PATH` or `snapshot PATH`")
+                }
+            };
+            print!("{out}");
+            result?;
+            Ok(())
+        }
         Command::Server { config } => {
             let cfg = match &config {
                 Some(path) => Config::from_file(path)?,
@@ -56,7 +103,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the client port {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(%local, data_dir = %cfg.data_dir.display(), "rookery server listening (state is kept in memory)");
+    tracing::info!(%local, data_dir = %cfg.data_dir.display(), "rookery server listening");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -37,7 +37,7 @@ use crate::storage::codec::encode_txn;
 use crate::storage::recovery::Recovered;
 use crate::storage::snapshot::{SessionRecord, SnapshotImage};
 use crate::storage::writer::LogWriter;
-use crate::storage::{self, FileBackend};
+use crate::storage::{self, Backend};
 use crate::tree::{Applied, DataTree, Notification};
 use crate::txn::{Txn, TxnHeader};
 use crate::watch::{ConnId, Table, WatchManager, PERSISTENT, RECURSIVE, STANDARD};
@@ -271,6 +271,7 @@ pub struct Core {
     outstanding: Outstanding,
     pending: VecDeque<Pending>,
     log: LogWriter,
+    backend: Arc<dyn Backend>,
     /// For threads (snapshots) that report back.
     events: mpsc::Sender<Event>,
     snapshot_due: u64,
@@ -328,6 +329,7 @@ impl Core {
         cfg: Arc<Config>,
         recovered: Recovered,
         log: LogWriter,
+        backend: Arc<dyn Backend>,
         events: mpsc::Sender<Event>,
     ) -> Self {
         let mut sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
@@ -346,6 +348,7 @@ impl Core {
             outstanding: Outstanding::default(),
             pending: VecDeque::new(),
             log,
+            backend,
             events,
             snapshot_due,
             applied_since_snapshot: 0,
@@ -1401,13 +1404,14 @@ impl Core {
         self.log.roll();
         let dir = self.cfg.data_dir.clone();
         let events = self.events.clone();
+        let backend = self.backend.clone();
         tracing::info!(
             zxid = format_args!("{:#x}", image.zxid),
             nodes = image.nodes.len(),
             "taking a snapshot"
         );
         std::thread::spawn(move || {
-            let result = storage::snapshot::write(&FileBackend, &dir, &image)
+            let result = storage::snapshot::write(backend.as_ref(), &dir, &image)
                 .map(|_| image.zxid)
                 .map_err(|e| e.to_string());
             let _ = events.blocking_send(Event::SnapshotDone(result));
@@ -1437,8 +1441,9 @@ impl Core {
             self.cfg.data_log_dir.clone(),
             self.cfg.snap_retain_count,
         );
+        let backend = self.backend.clone();
         std::thread::spawn(move || {
-            match storage::purge::purge(&FileBackend, &snap_dir, &log_dir, retain) {
+            match storage::purge::purge(backend.as_ref(), &snap_dir, &log_dir, retain) {
                 Ok(removed) => {
                     tracing::info!(files = removed.len(), "purged old snapshots and logs")
                 }

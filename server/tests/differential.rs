@@ -952,7 +952,11 @@ async fn set_watches_catch_up(addr: std::net::SocketAddr, log: &mut Log) {
     log.events(&mut w, "after set base").await;
 }
 
-async fn run_all(addr: std::net::SocketAddr) -> Vec<(&'static str, Vec<String>)> {
+/// Runs every scenario; between `first_half` scenarios and the rest, calls `between`.
+async fn run_all(
+    addr: std::net::SocketAddr,
+    mut between: impl FnMut(),
+) -> Vec<(&'static str, Vec<String>)> {
     let mut out = Vec::new();
     macro_rules! scenario {
         ($name:ident) => {{
@@ -965,6 +969,7 @@ async fn run_all(addr: std::net::SocketAddr) -> Vec<(&'static str, Vec<String>)>
     scenario!(sequential);
     scenario!(multi_ops);
     scenario!(watches);
+    between();
     scenario!(persistent_watches);
     scenario!(acl_and_auth);
     scenario!(sessions);
@@ -973,27 +978,14 @@ async fn run_all(addr: std::net::SocketAddr) -> Vec<(&'static str, Vec<String>)>
     out
 }
 
-const SUPER: &str = "super:letmein";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rookery_matches_apache_zookeeper() {
-    let super_digest = digest_id(SUPER);
-    let zk = start_zookeeper(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        &super_digest,
-    )]);
-    let rk = start_rookery(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        &super_digest,
-    )]);
-    let (expected, actual) = tokio::join!(run_all(zk.addr), run_all(rk.addr));
+fn compare(expected: &[(&str, Vec<String>)], actual: &[(&str, Vec<String>)]) {
     if std::env::var_os("ROOKERY_DIFF_PRINT").is_some() {
-        for (name, lines) in &actual {
+        for (name, lines) in actual {
             println!("== {name}\n{}", lines.join("\n"));
         }
     }
     let mut failures = Vec::new();
-    for ((name, want), (_, got)) in expected.iter().zip(&actual) {
+    for ((name, want), (_, got)) in expected.iter().zip(actual) {
         assert!(!want.is_empty(), "scenario {name} recorded nothing");
         if want != got {
             let mut diff = format!("scenario {name} differs (- zookeeper, + rookery):\n");
@@ -1011,4 +1003,44 @@ async fn rookery_matches_apache_zookeeper() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+const SUPER: &str = "super:letmein";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rookery_matches_apache_zookeeper() {
+    let super_digest = digest_id(SUPER);
+    let zk = start_zookeeper(&[(
+        "zookeeper.DigestAuthenticationProvider.superDigest",
+        &super_digest,
+    )]);
+    let rk = start_rookery(&[(
+        "zookeeper.DigestAuthenticationProvider.superDigest",
+        &super_digest,
+    )]);
+    let (expected, actual) = tokio::join!(run_all(zk.addr, || {}), run_all(rk.addr, || {}));
+    compare(&expected, &actual);
+}
+
+/// The same suite, with Rookery killed (SIGKILL) and restarted halfway: the second half runs on
+/// top of recovered state, and the transcripts must still match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rookery_matches_apache_zookeeper_across_a_restart() {
+    let super_digest = digest_id(SUPER);
+    let zk = start_zookeeper(&[(
+        "zookeeper.DigestAuthenticationProvider.superDigest",
+        &super_digest,
+    )]);
+    let mut rk = start_rookery(&[
+        (
+            "zookeeper.DigestAuthenticationProvider.superDigest",
+            &super_digest,
+        ),
+        ("snapCount", "40"),
+    ]);
+    let addr = rk.addr;
+    let expected = run_all(zk.addr, || {}).await;
+    let actual = run_all(addr, || rk.crash_and_restart()).await;
+    compare(&expected, &actual);
+    assert!(rk.log().contains("recovered"), "{}", rk.log());
 }

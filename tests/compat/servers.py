@@ -444,6 +444,8 @@ def start_rookery(extra_cfg: Optional[Dict[str, object]] = None, *,
             "4lw.commands.whitelist": "*",
             "zookeeper.extendedTypesEnabled": "true",
             "znode.container.checkIntervalMs": 1000,
+            # 1 MiB of preallocated log instead of 64 MiB: tests start many servers.
+            "preAllocSize": 1024,
         }
         if super_digest:
             cfg["zookeeper.DigestAuthenticationProvider.superDigest"] = super_digest

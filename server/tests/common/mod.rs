@@ -127,7 +127,7 @@ pub fn start_rookery(extra: &[(&str, &str)]) -> Proc {
     let mut cfg = format!(
         "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
          4lw.commands.whitelist=*\nzookeeper.extendedTypesEnabled=true\n\
-         znode.container.checkIntervalMs=1000\n",
+         znode.container.checkIntervalMs=1000\npreAllocSize=1024\n",
         dir.path().join("data").display()
     );
     for (k, v) in extra {
@@ -135,15 +135,7 @@ pub fn start_rookery(extra: &[(&str, &str)]) -> Proc {
     }
     let cfg_path = dir.path().join("zoo.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let child = Command::new(rookery_bin())
-        .args(["server", "--config"])
-        .arg(&cfg_path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = spawn_rookery(dir.path());
     let mut proc = Proc {
         child,
         dir,
@@ -152,6 +144,38 @@ pub fn start_rookery(extra: &[(&str, &str)]) -> Proc {
     };
     wait_ready(&mut proc);
     proc
+}
+
+fn spawn_rookery(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    Command::new(rookery_bin())
+        .args(["server", "--config"])
+        .arg(dir.join("zoo.cfg"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+impl Proc {
+    /// `kill -9`, then start again on the same port with the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        assert_eq!(self.kind, "rookery");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_rookery(self.dir.path());
+        wait_ready(self);
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
 }
 
 /// Whether the Debian `zookeeper` package is installed.
