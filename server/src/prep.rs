@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rookery_proto::path::validate_path;
-use rookery_proto::{perms, Acl, CreateMode, ErrorCode, Id, MultiOp, OpCode};
+use rookery_proto::{perms, Acl, CreateMode, ErrorCode, Id, MultiOp, OpCode, Request};
 
 use crate::acl;
 use crate::tree::DataTree;
@@ -95,6 +95,47 @@ pub enum WriteOp<'r> {
 }
 
 impl<'r> WriteOp<'r> {
+    /// The write a top-level request describes; `None` for anything but create, delete,
+    /// setData, setACL and deleteContainer.
+    pub fn from_request(req: &'r Request) -> Option<WriteOp<'r>> {
+        Some(match req {
+            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
+                WriteOp::Create {
+                    op: req.op_code(),
+                    path: &r.path,
+                    data: &r.data,
+                    acl: &r.acl,
+                    flags: r.flags,
+                    ttl: 0,
+                }
+            }
+            Request::CreateTtl(r) => WriteOp::Create {
+                op: OpCode::CreateTtl,
+                path: &r.path,
+                data: &r.data,
+                acl: &r.acl,
+                flags: r.flags,
+                ttl: r.ttl,
+            },
+            Request::Delete(r) => WriteOp::Delete {
+                path: &r.path,
+                version: r.version,
+            },
+            Request::DeleteContainer(r) => WriteOp::DeleteContainer { path: &r.path },
+            Request::SetData(r) => WriteOp::SetData {
+                path: &r.path,
+                data: &r.data,
+                version: r.version,
+            },
+            Request::SetAcl(r) => WriteOp::SetAcl {
+                path: &r.path,
+                acl: &r.acl,
+                version: r.version,
+            },
+            _ => return None,
+        })
+    }
+
     /// The write a multi sub-op describes; `None` for reads.
     pub fn from_multi(op: &'r MultiOp) -> Option<WriteOp<'r>> {
         Some(match op {

@@ -1301,60 +1301,15 @@ impl Core {
                 (Txn::CloseSession { session_id }, ReplyKind::Close)
             }
             _ => {
-                let (op, kind) = match req {
-                    Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => (
-                        WriteOp::Create {
-                            op: req.op_code(),
-                            path: &r.path,
-                            data: &r.data,
-                            acl: &r.acl,
-                            flags: r.flags,
-                            ttl: 0,
-                        },
-                        if matches!(req, Request::Create(_)) {
-                            ReplyKind::Create
-                        } else {
-                            ReplyKind::Create2
-                        },
-                    ),
-                    Request::CreateTtl(r) => (
-                        WriteOp::Create {
-                            op: OpCode::CreateTtl,
-                            path: &r.path,
-                            data: &r.data,
-                            acl: &r.acl,
-                            flags: r.flags,
-                            ttl: r.ttl,
-                        },
-                        ReplyKind::Create2,
-                    ),
-                    Request::Delete(r) => (
-                        WriteOp::Delete {
-                            path: &r.path,
-                            version: r.version,
-                        },
-                        ReplyKind::Empty,
-                    ),
-                    Request::DeleteContainer(r) => {
-                        (WriteOp::DeleteContainer { path: &r.path }, ReplyKind::Empty)
+                let op = WriteOp::from_request(req)
+                    .unwrap_or_else(|| unreachable!("is_txn covers exactly these requests"));
+                let kind = match req {
+                    Request::Create(_) => ReplyKind::Create,
+                    Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_) => {
+                        ReplyKind::Create2
                     }
-                    Request::SetData(r) => (
-                        WriteOp::SetData {
-                            path: &r.path,
-                            data: &r.data,
-                            version: r.version,
-                        },
-                        ReplyKind::Stat,
-                    ),
-                    Request::SetAcl(r) => (
-                        WriteOp::SetAcl {
-                            path: &r.path,
-                            acl: &r.acl,
-                            version: r.version,
-                        },
-                        ReplyKind::Stat,
-                    ),
-                    _ => unreachable!("is_txn covers exactly these requests"),
+                    Request::SetData(_) | Request::SetAcl(_) => ReplyKind::Stat,
+                    _ => ReplyKind::Empty,
                 };
                 (
                     prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code())),

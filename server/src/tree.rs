@@ -174,23 +174,46 @@ impl DataTree {
             watches: WatchManager::default(),
             data_size: 0,
         };
-        for (path, node) in tree.nodes.iter() {
-            let owner = node.ephemeral_owner;
-            if owner == CONTAINER_OWNER {
-                tree.containers.insert(path.clone());
-            } else if ttl_of(owner).is_some() {
-                tree.ttls.insert(path.clone());
-            } else if owner != 0 {
-                tree.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(path.clone());
-            }
+        // Index while the map is out of the tree, so the loop can borrow both.
+        let nodes = std::mem::take(&mut tree.nodes);
+        for (path, node) in nodes.iter() {
+            tree.index(path, node.ephemeral_owner);
             if !DataTree::is_special(path) {
                 tree.data_size += (path.len() + node.data.as_ref().map_or(0, Vec::len)) as u64;
             }
         }
+        tree.nodes = nodes;
         tree
+    }
+
+    /// Adds a node to the index of containers, TTL nodes or its session's ephemerals.
+    fn index(&mut self, path: &str, owner: i64) {
+        if owner == CONTAINER_OWNER {
+            self.containers.insert(path.to_owned());
+        } else if ttl_of(owner).is_some() {
+            self.ttls.insert(path.to_owned());
+        } else if owner != 0 {
+            self.ephemerals
+                .entry(owner)
+                .or_default()
+                .insert(path.to_owned());
+        }
+    }
+
+    /// Removes a node from the index it is in.
+    fn unindex(&mut self, path: &str, owner: i64) {
+        if owner == CONTAINER_OWNER {
+            self.containers.remove(path);
+        } else if ttl_of(owner).is_some() {
+            self.ttls.remove(path);
+        } else if owner != 0 {
+            if let Some(set) = self.ephemerals.get_mut(&owner) {
+                set.remove(path);
+                if set.is_empty() {
+                    self.ephemerals.remove(&owner);
+                }
+            }
+        }
     }
 
     /// The nodes as they are now, in O(1): the tree copies on write from here on.
@@ -414,16 +437,7 @@ impl DataTree {
         let node_acl = node.acl.clone();
         self.data_size += (path.len() + data.as_ref().map_or(0, Vec::len)) as u64;
         self.nodes.insert(path.to_owned(), node);
-        if owner == CONTAINER_OWNER {
-            self.containers.insert(path.to_owned());
-        } else if ttl_of(owner).is_some() {
-            self.ttls.insert(path.to_owned());
-        } else if owner != 0 {
-            self.ephemerals
-                .entry(owner)
-                .or_default()
-                .insert(path.to_owned());
-        }
+        self.index(path, owner);
         let none = HashSet::new();
         self.fire(
             Table::Data,
@@ -460,19 +474,7 @@ impl DataTree {
             p.pzxid = hdr.zxid;
             parent_acl = p.acl.clone();
         }
-        let owner = node.ephemeral_owner;
-        if owner == CONTAINER_OWNER {
-            self.containers.remove(path);
-        } else if ttl_of(owner).is_some() {
-            self.ttls.remove(path);
-        } else if owner != 0 {
-            if let Some(set) = self.ephemerals.get_mut(&owner) {
-                set.remove(path);
-                if set.is_empty() {
-                    self.ephemerals.remove(&owner);
-                }
-            }
-        }
+        self.unindex(path, node.ephemeral_owner);
         let fired = self.fire(
             Table::Data,
             path,
