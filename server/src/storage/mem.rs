@@ -293,7 +293,9 @@ mod tests {
             let c = b.crash(seed);
             let data = c.read(&dir.join("a")).unwrap();
             assert_eq!(&data[..5], b"hello");
-            assert!(data.len() == 5 || (data.len() - 5) % SECTOR == 0 || data.len() == 2005);
+            assert!(
+                data.len() == 5 || (data.len() - 5).is_multiple_of(SECTOR) || data.len() == 2005
+            );
             saw_torn |= data.len() > 5 && data.len() < 2005;
         }
         assert!(saw_torn);
