@@ -98,6 +98,84 @@ pub struct Config {
     pub snap_retain_count: usize,
     /// `autopurge.purgeInterval`: hours between purges (0 = never).
     pub purge_interval_hours: u64,
+    /// `initLimit`: ticks a learner may take to connect to the leader and sync.
+    pub init_limit_ticks: u32,
+    /// `syncLimit`: ticks a learner may fall silent before the leader drops it (and the other
+    /// way round).
+    pub sync_limit_ticks: u32,
+    /// `server.N` lines: the ensemble, sorted by id. Empty for a standalone server.
+    pub ensemble: Vec<Peer>,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`
+/// line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// N, the member's id (its `myid`).
+    pub id: u64,
+    /// Host name or address; names are resolved when connecting.
+    pub host: String,
+    /// The port learners connect to the leader on.
+    pub quorum_port: u16,
+    /// The port for leader election.
+    pub election_port: u16,
+    /// A non-voting member.
+    pub observer: bool,
+    /// The client address given after `;`, if any.
+    pub client: Option<String>,
+}
+
+impl Peer {
+    fn parse(key: &str, id: u64, value: &str) -> Result<Peer, ConfigError> {
+        let (addrs, client) = match value.split_once(';') {
+            Some((a, c)) => (a, Some(c.trim().to_owned())),
+            None => (value, None),
+        };
+        // An IPv6 host is written in brackets: [::1]:2888:3888.
+        let (host, rest) = if let Some(stripped) = addrs.strip_prefix('[') {
+            let (h, r) = stripped
+                .split_once(']')
+                .ok_or_else(|| invalid(key, value, "unclosed ["))?;
+            (h.to_owned(), r.strip_prefix(':').unwrap_or(r))
+        } else {
+            let (h, r) = addrs
+                .split_once(':')
+                .ok_or_else(|| invalid(key, value, "expected host:quorumPort:electionPort"))?;
+            (h.to_owned(), r)
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        if host.is_empty() || !(2..=3).contains(&parts.len()) {
+            return Err(invalid(
+                key,
+                value,
+                "expected host:quorumPort:electionPort[:participant|observer]",
+            ));
+        }
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| invalid(key, value, "not a valid port"))
+        };
+        let observer = match parts.get(2).map(|p| p.trim()) {
+            None | Some("participant") => false,
+            Some("observer") => true,
+            Some(_) => {
+                return Err(invalid(
+                    key,
+                    value,
+                    "the role must be participant or observer",
+                ))
+            }
+        };
+        Ok(Peer {
+            id,
+            host,
+            quorum_port: port(parts[0])?,
+            election_port: port(parts[1])?,
+            observer,
+            client,
+        })
+    }
 }
 
 impl Default for Config {
@@ -131,14 +209,15 @@ impl Default for Config {
             prealloc_bytes: 64 << 20,
             snap_retain_count: 3,
             purge_interval_hours: 0,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            ensemble: Vec::new(),
         }
     }
 }
 
 /// Keys that appear in real zoo.cfg files and that Rookery accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
-    "initLimit",
-    "syncLimit",
     "serverCnxnFactory",
     "secureClientPort",
     "secureClientPortAddress",
@@ -248,8 +327,16 @@ impl Config {
                 "preAllocSize" => cfg.prealloc_bytes = parse_num::<u64>(key, value, 4)? * 1024,
                 "autopurge.snapRetainCount" => cfg.snap_retain_count = parse_num(key, value, 3)?,
                 "autopurge.purgeInterval" => cfg.purge_interval_hours = parse_num(key, value, 0)?,
+                "initLimit" => cfg.init_limit_ticks = parse_num(key, value, 1)?,
+                "syncLimit" => cfg.sync_limit_ticks = parse_num(key, value, 1)?,
+                _ if bare.starts_with("server.") => {
+                    let id = parse_num::<u64>(key, &bare["server.".len()..], 0)?;
+                    if cfg.ensemble.iter().any(|p| p.id == id) {
+                        return Err(invalid(key, value, "this server id is listed twice"));
+                    }
+                    cfg.ensemble.push(Peer::parse(key, id, value)?);
+                }
                 _ if KNOWN_UNUSED.contains(&bare)
-                    || bare.starts_with("server.")
                     || bare.starts_with("group.")
                     || bare.starts_with("weight.")
                     || bare.starts_with("authProvider.")
@@ -263,6 +350,7 @@ impl Config {
             }
         }
         cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
+        cfg.ensemble.sort_by_key(|p| p.id);
         // As in ZooKeeper, -1 (or absence) means "derive from tickTime".
         cfg.min_session_timeout_ms = match min_timeout {
             Some(v) if v >= 0 => v as u64,
@@ -280,6 +368,29 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// Reads `myid` from the data directory, as ZooKeeper does, when the configuration lists an
+    /// ensemble; the id must be one of the `server.N` lines.
+    pub fn load_myid(&mut self) -> Result<(), ConfigError> {
+        if self.ensemble.is_empty() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("myid");
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let id: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| invalid("myid", text.trim(), "not a server id"))?;
+        if !self.ensemble.iter().any(|p| p.id == id) {
+            return Err(invalid("myid", text.trim(), "no server.N line has this id"));
+        }
+        self.server_id = u8::try_from(id)
+            .map_err(|_| invalid("myid", text.trim(), "ids above 255 are not supported"))?;
+        Ok(())
     }
 
     /// Whether a four-letter word may run.
@@ -369,6 +480,51 @@ mod tests {
             .to_string();
         assert!(err.contains("4lw.commands.whitelist"), "{err}");
         assert!(Config::parse("just garbage").is_err());
+    }
+
+    #[test]
+    fn ensemble_lines() {
+        let cfg = Config::parse(
+            "initLimit=7\nsyncLimit=3\nserver.3=c:2888:3888:observer\n\
+             server.1=a.example:2888:3888\nserver.2=[::1]:2890:3890:participant;2181\n",
+        )
+        .unwrap();
+        assert_eq!((cfg.init_limit_ticks, cfg.sync_limit_ticks), (7, 3));
+        let ids: Vec<u64> = cfg.ensemble.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(cfg.ensemble[0].host, "a.example");
+        assert_eq!(
+            (cfg.ensemble[1].host.as_str(), cfg.ensemble[1].quorum_port),
+            ("::1", 2890)
+        );
+        assert_eq!(cfg.ensemble[1].client.as_deref(), Some("2181"));
+        assert!(cfg.ensemble[2].observer);
+        for bad in [
+            "server.1=a:1",
+            "server.1=a:1:2:boss",
+            "server.x=a:1:2",
+            "server.1=a:1:99999",
+        ] {
+            let err = Config::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("server."), "{bad}: {err}");
+        }
+        assert!(Config::parse("server.1=a:1:2\nserver.1=b:1:2").is_err());
+    }
+
+    #[test]
+    fn myid_must_name_a_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "dataDir={}\nserver.1=a:1:2\nserver.2=b:1:2\n",
+            dir.path().display()
+        );
+        let mut cfg = Config::parse(&text).unwrap();
+        assert!(cfg.load_myid().is_err());
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        cfg.load_myid().unwrap();
+        assert_eq!(cfg.server_id, 2);
+        std::fs::write(dir.path().join("myid"), "9").unwrap();
+        assert!(cfg.load_myid().unwrap_err().to_string().contains("myid"));
     }
 
     #[test]

@@ -84,3 +84,26 @@ fn sigterm_shuts_down_cleanly() {
     assert!(exit.success(), "exit status {exit}: {}", server.log());
     assert!(server.log().contains("shutting down"));
 }
+
+#[test]
+fn an_ensemble_configuration_is_refused_until_replication_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("myid"), "1").unwrap();
+    let cfg = dir.path().join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataDir={}\nclientPort={}\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.3=127.0.0.3:2888:3888\n",
+            dir.path().display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(rookery_bin())
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ensemble"));
+}
