@@ -476,4 +476,54 @@ mod tests {
         assert_eq!(r.sessions[0].id, 42);
         assert_eq!(r.tree.ephemeral_count(), 1);
     }
+
+    #[test]
+    fn damage_gives_a_prefix_of_history_or_an_error_never_another_history() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let original = MemBackend::new();
+        let mut log = open_log(&original, 0);
+        write(&mut log, 1, 40, 5);
+        snapshot_at(&original, 40);
+        log.roll().unwrap();
+        write(&mut log, 41, 60, 5);
+        let files: Vec<PathBuf> = original
+            .list(Path::new(DIR))
+            .unwrap()
+            .into_iter()
+            .map(|n| in_dir(Path::new(DIR), &n))
+            .collect();
+        let mut rng = StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let b = original.crash(round);
+            let victim = &files[rng.gen_range(0..files.len())];
+            let len = b.read(victim).unwrap().len();
+            match rng.gen_range(0..3) {
+                0 => b.corrupt(victim, rng.gen_range(0..len), &[rng.gen()]),
+                1 => b.truncate(victim, rng.gen_range(0..len)),
+                _ => {
+                    let at = rng.gen_range(0..len);
+                    let junk: Vec<u8> = (0..rng.gen_range(1..64)).map(|_| rng.gen()).collect();
+                    b.corrupt(victim, at, &junk);
+                }
+            }
+            if let Ok(r) = recover_mem(&b) {
+                // The recovered tree holds exactly /n1 ..= /n<last>: a prefix of what was written.
+                for i in 1..=60 {
+                    assert_eq!(
+                        r.tree.get(&format!("/n{i}")).is_some(),
+                        i <= r.last_zxid,
+                        "round {round}: /n{i} with last zxid {}",
+                        r.last_zxid
+                    );
+                }
+                assert_eq!(
+                    r.tree
+                        .get(&format!("/n{}", r.last_zxid))
+                        .map(|n| n.data.clone()),
+                    Some(Some(vec![r.last_zxid as u8]))
+                );
+            }
+        }
+    }
 }
