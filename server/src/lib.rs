@@ -28,6 +28,7 @@ pub mod storage;
 pub mod tree;
 pub mod txn;
 pub mod watch;
+pub mod zab;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

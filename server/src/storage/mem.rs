@@ -4,7 +4,8 @@
 //! entries (creates, renames, removes) become durable only at `sync_dir`. [`MemBackend::crash`]
 //! returns what a power cut would leave: durable images, plus a random prefix of the unsynced
 //! writes torn at a 512-byte boundary, and the durable directory. Faults can be injected: a failing
-//! sync, and a full disk.
+//! sync, a full disk, and a failure of every mutating call after the next N (so a test can stop a
+//! multi-step operation at each of its steps and then crash).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -39,6 +40,22 @@ struct State {
     durable: BTreeMap<PathBuf, usize>,
     fail_sync: bool,
     capacity_bytes: Option<u64>,
+    /// Mutating calls still allowed before every one fails with EIO; `None` is unlimited.
+    ops_left: Option<u64>,
+}
+
+impl State {
+    /// Counts one mutating call against [`MemBackend::fail_after_ops`].
+    fn use_op(&mut self) -> io::Result<()> {
+        match &mut self.ops_left {
+            None => Ok(()),
+            Some(0) => Err(eio()),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A crash-modelling in-memory file system. Clones share state.
@@ -65,6 +82,13 @@ impl MemBackend {
     /// Makes every later `sync_data` and `sync_dir` fail with EIO.
     pub fn fail_syncs(&self) {
         self.lock().fail_sync = true;
+    }
+
+    /// Lets the next `n` mutating calls (write, sync, set_len, create, rename, remove, directory
+    /// sync) succeed and makes every later one fail with EIO: a test stops an operation after each
+    /// of its steps in turn, then calls [`MemBackend::crash`] to see what that step left.
+    pub fn fail_after_ops(&self, n: u64) {
+        self.lock().ops_left = Some(n);
     }
 
     /// Limits the total bytes all files may hold; writes past it fail with ENOSPC.
@@ -111,6 +135,7 @@ impl MemBackend {
             durable: st.durable.clone(),
             fail_sync: false,
             capacity_bytes: st.capacity_bytes,
+            ops_left: None,
         };
         MemBackend {
             state: Arc::new(Mutex::new(state)),
@@ -160,6 +185,7 @@ fn not_found(path: &Path) -> io::Error {
 impl FileHandle for MemHandle {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.use_op()?;
         let end = offset as usize + buf.len();
         if let Some(cap) = st.capacity_bytes {
             let used: u64 = st.files.iter().map(|f| f.current.len() as u64).sum();
@@ -181,6 +207,7 @@ impl FileHandle for MemHandle {
     }
     fn sync_data(&mut self) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.use_op()?;
         if st.fail_sync {
             return Err(eio());
         }
@@ -195,6 +222,7 @@ impl FileHandle for MemHandle {
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.use_op()?;
         let f = &mut st.files[self.id];
         let old = f.current.len() as u64;
         if len > old {
@@ -203,8 +231,17 @@ impl FileHandle for MemHandle {
             f.current.resize(len as usize, 0);
             f.pending.push((old, zeros));
         } else {
+            // A shrink is modelled as durable at once (a metadata change that is atomic). Unsynced
+            // writes past the new end are gone with it: a crash must not bring them back.
             f.current.truncate(len as usize);
             f.durable.truncate(len as usize);
+            f.pending.retain_mut(|(off, bytes)| {
+                if *off >= len {
+                    return false;
+                }
+                bytes.truncate((len - *off).min(bytes.len() as u64) as usize);
+                true
+            });
         }
         Ok(())
     }
@@ -225,6 +262,7 @@ impl Backend for MemBackend {
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn FileHandle>> {
         let mut st = self.lock();
+        st.use_op()?;
         st.files.push(MemFile::default());
         let id = st.files.len() - 1;
         st.live.insert(path.to_owned(), id);
@@ -246,12 +284,14 @@ impl Backend for MemBackend {
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.use_op()?;
         let id = st.live.remove(from).ok_or_else(|| not_found(from))?;
         st.live.insert(to.to_owned(), id);
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.use_op()?;
         st.live
             .remove(path)
             .map(|_| ())
@@ -259,6 +299,7 @@ impl Backend for MemBackend {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.use_op()?;
         if st.fail_sync {
             return Err(eio());
         }
@@ -299,6 +340,35 @@ mod tests {
             saw_torn |= data.len() > 5 && data.len() < 2005;
         }
         assert!(saw_torn);
+    }
+
+    #[test]
+    fn a_shrink_drops_unsynced_writes_past_the_end() {
+        let b = MemBackend::new();
+        let dir = Path::new("/d");
+        let mut f = b.create(&dir.join("a")).unwrap();
+        b.sync_dir(dir).unwrap();
+        f.write_at(0, &[1; 100]).unwrap();
+        f.write_at(100, &[2; 100]).unwrap();
+        f.set_len(50).unwrap();
+        for seed in 0..20 {
+            let data = b.crash(seed).read(&dir.join("a")).unwrap();
+            assert!(data.len() <= 50, "seed {seed}: {} bytes", data.len());
+        }
+    }
+
+    #[test]
+    fn fail_after_ops_stops_at_the_nth_call() {
+        let b = MemBackend::new();
+        let mut f = b.create(Path::new("/d/a")).unwrap();
+        b.fail_after_ops(2);
+        f.write_at(0, b"x").unwrap();
+        f.sync_data().unwrap();
+        assert!(f.write_at(1, b"y").is_err());
+        assert!(b.sync_dir(Path::new("/d")).is_err());
+        // The crash image is a fresh backend without the fault.
+        let c = b.crash(1);
+        c.create(Path::new("/d/b")).unwrap();
     }
 
     #[test]

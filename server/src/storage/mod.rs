@@ -8,9 +8,15 @@
 //!
 //! All file I/O goes through [`Backend`], so tests run the same code over [`MemBackend`], which
 //! models crashes and injects faults.
+//!
+//! For the ZAB ensemble: the log accepts epoch jumps in zxids ([`txn_log::zxid_follows`]) and can
+//! drop a suffix durably ([`txn_log::TxnLog::truncate_after`]); [`recovery::replay_log`] reads a
+//! log of opaque proposals; [`epoch`] keeps the durable accepted and current epochs.
 
+pub mod atomic;
 pub mod backend;
 pub mod codec;
+pub mod epoch;
 pub mod mem;
 pub mod purge;
 pub mod recovery;

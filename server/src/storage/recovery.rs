@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::backend::{in_dir, Backend};
 use super::codec::decode_txn;
 use super::snapshot::{self, SessionRecord};
-use super::txn_log::{self, Tail};
+use super::txn_log::{self, RecordRef, Tail};
 use super::StorageError;
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -116,11 +116,87 @@ fn run(
         None => (DataTree::new(), BTreeMap::new(), 0, None),
     };
 
+    let mut events = Vec::new();
+    let replay = replay_log(backend, log_dir, snap_zxid, repair, |path, rec, payload| {
+        let (hdr, txn) = decode_txn(rec.zxid, payload).map_err(|e| {
+            StorageError::corrupt(
+                path,
+                rec.offset as u64,
+                format!("undecodable transaction: {e}"),
+            )
+        })?;
+        match &txn {
+            Txn::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            } => {
+                sessions.insert(
+                    *session_id,
+                    SessionRecord {
+                        id: *session_id,
+                        timeout_ms: *timeout_ms,
+                        passwd: *passwd,
+                    },
+                );
+            }
+            Txn::CloseSession { session_id } => {
+                sessions.remove(session_id);
+            }
+            _ => {}
+        }
+        tree.apply(&hdr, &txn, &mut events);
+        Ok(())
+    })?;
+    warnings.extend(replay.warnings);
+    Ok(Recovered {
+        tree,
+        sessions: sessions.into_values().collect(),
+        last_zxid: replay.last_zxid,
+        snapshot,
+        replayed: replay.replayed,
+        tail: replay.tail,
+        warnings,
+    })
+}
+
+/// What [`replay_log`] found.
+#[derive(Debug)]
+pub struct LogReplay {
+    /// The last zxid of the history: the last record replayed, or `after_zxid` if none was.
+    pub last_zxid: i64,
+    /// The zxid range replayed, if any.
+    pub replayed: Option<(i64, i64)>,
+    /// Where appending continues, if the last segment ends at `last_zxid`.
+    pub tail: Option<Tail>,
+    /// Torn tails truncated, empty segments removed.
+    pub warnings: Vec<String>,
+}
+
+/// Replays every log record after `after_zxid` (the snapshot the history continues from), in zxid
+/// order, calling `apply` with the segment path, the record and its payload.
+///
+/// The records after `after_zxid` must form one history without holes ([`txn_log::zxid_follows`]):
+/// the first must follow `after_zxid`, and each the one before. A torn tail of the last segment
+/// is truncated in place when `repair` is set (and reported either way); an empty last segment is
+/// removed. Everything else is an error naming the file and offset. The standalone server's
+/// recovery replays transactions through this; a ZAB node reads its log of opaque proposals with
+/// it.
+pub fn replay_log(
+    backend: &dyn Backend,
+    log_dir: &Path,
+    after_zxid: i64,
+    repair: bool,
+    mut apply: impl FnMut(&Path, &RecordRef, &[u8]) -> Result<(), StorageError>,
+) -> Result<LogReplay, StorageError> {
+    backend
+        .create_dir_all(log_dir)
+        .map_err(StorageError::io("create directory", log_dir))?;
     let segments = txn_log::list_segments(backend, log_dir)?;
-    let mut last_zxid = snap_zxid;
+    let mut warnings = Vec::new();
+    let mut last_zxid = after_zxid;
     let mut replayed: Option<(i64, i64)> = None;
     let mut tail = None;
-    let mut events = Vec::new();
     for (i, (first, name)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let path = in_dir(log_dir, name);
@@ -167,44 +243,17 @@ fn run(
             }
         }
         for rec in &scan.records {
-            if rec.zxid <= snap_zxid {
+            if rec.zxid <= after_zxid {
                 continue;
             }
-            if rec.zxid != last_zxid + 1 {
+            if !txn_log::zxid_follows(last_zxid, rec.zxid) {
                 return Err(StorageError::corrupt(
                     &path,
                     rec.offset as u64,
                     format!("zxid {:#x} follows {last_zxid:#x}: transactions are missing (a lost segment?)", rec.zxid),
                 ));
             }
-            let (hdr, txn) = decode_txn(rec.zxid, rec.payload(&bytes)).map_err(|e| {
-                StorageError::corrupt(
-                    &path,
-                    rec.offset as u64,
-                    format!("undecodable transaction: {e}"),
-                )
-            })?;
-            match &txn {
-                Txn::CreateSession {
-                    session_id,
-                    timeout_ms,
-                    passwd,
-                } => {
-                    sessions.insert(
-                        *session_id,
-                        SessionRecord {
-                            id: *session_id,
-                            timeout_ms: *timeout_ms,
-                            passwd: *passwd,
-                        },
-                    );
-                }
-                Txn::CloseSession { session_id } => {
-                    sessions.remove(session_id);
-                }
-                _ => {}
-            }
-            tree.apply(&hdr, &txn, &mut events);
+            apply(&path, rec, rec.payload(&bytes))?;
             last_zxid = rec.zxid;
             replayed = Some((replayed.map_or(rec.zxid, |r| r.0), rec.zxid));
         }
@@ -215,11 +264,8 @@ fn run(
             allocated: bytes.len() as u64,
         });
     }
-    Ok(Recovered {
-        tree,
-        sessions: sessions.into_values().collect(),
+    Ok(LogReplay {
         last_zxid,
-        snapshot,
         replayed,
         tail,
         warnings,
@@ -429,6 +475,100 @@ mod tests {
             err.contains("missing") && err.contains("log.0000000000000015"),
             "{err}"
         );
+    }
+
+    const E1: i64 = 1 << 32;
+    const E2: i64 = 2 << 32;
+    const E3: i64 = 3 << 32;
+
+    /// Appends ZAB-style zxids with real transactions, so `recover` can replay them.
+    fn write_zxids(log: &mut TxnLog, zxids: &[i64]) {
+        for &z in zxids {
+            let mut p = Vec::new();
+            let hdr = TxnHeader {
+                session_id: 1,
+                cxid: 1,
+                zxid: z,
+                time_ms: 9,
+            };
+            encode_txn(&hdr, &create(z), &mut p);
+            log.append(z, &p).unwrap();
+        }
+        log.sync().unwrap();
+    }
+
+    #[test]
+    fn a_zab_history_with_epoch_jumps_recovers_across_segments() {
+        let b = MemBackend::new();
+        let mut log = open_log(&b, 0);
+        write_zxids(&mut log, &[E1 | 1, E1 | 2, E1 | 3]);
+        log.roll().unwrap();
+        write_zxids(&mut log, &[E2 | 1, E2 | 2]);
+        write_zxids(&mut log, &[E3 | 1]);
+        let r = recover_mem(&b).unwrap();
+        assert_eq!(r.last_zxid, E3 | 1);
+        assert_eq!(r.replayed, Some((E1 | 1, E3 | 1)));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.tail.unwrap().path, seg(E2 | 1));
+    }
+
+    #[test]
+    fn a_hole_at_an_epoch_boundary_is_an_error() {
+        // A lost segment whose successor starts an epoch at counter 2, or one that skips within
+        // the epoch: both are holes.
+        for second in [E2 | 2, E1 | 5] {
+            let b = MemBackend::new();
+            let mut log = open_log(&b, 0);
+            write_zxids(&mut log, &[E1 | 1, E1 | 2, E1 | 3]);
+            log.roll().unwrap();
+            // Write the second segment with a log that believes it continues from `second - 1`.
+            let mut other = open_log(&b, second - 1);
+            write_zxids(&mut other, &[second]);
+            let err = recover_mem(&b).unwrap_err().to_string();
+            assert!(
+                err.contains("missing") && err.contains(&segment_name(second)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn replay_log_reads_opaque_records_after_a_snapshot_point() {
+        let b = MemBackend::new();
+        let mut log = open_log(&b, 0);
+        for z in [E1 | 1, E1 | 2, E2 | 1, E2 | 2, E2 | 3] {
+            log.append(z, format!("p{z:x}").as_bytes()).unwrap();
+        }
+        log.sync().unwrap();
+        let mut got = Vec::new();
+        let r = replay_log(&b, Path::new(DIR), E2 | 1, true, |_, rec, payload| {
+            got.push((rec.zxid, payload.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(r.last_zxid, E2 | 3);
+        assert_eq!(
+            got,
+            [
+                (E2 | 2, format!("p{:x}", E2 | 2).into_bytes()),
+                (E2 | 3, format!("p{:x}", E2 | 3).into_bytes())
+            ]
+        );
+        // A snapshot past the whole log: nothing to replay, and appending starts a new segment.
+        let r = replay_log(&b, Path::new(DIR), E3 | 9, true, |_, _, _| Ok(())).unwrap();
+        assert_eq!((r.last_zxid, r.replayed), (E3 | 9, None));
+        assert!(r.tail.is_none());
+        // A log that starts after the snapshot it must continue is a hole.
+        let err = replay_log(&b, Path::new(DIR), E1 | 1, true, |_, _, _| Ok(())).is_ok();
+        assert!(err, "E1|2 follows E1|1");
+        let b2 = MemBackend::new();
+        let mut log2 = open_log(&b2, E2 | 1);
+        log2.append(E2 | 2, b"x").unwrap();
+        log2.sync().unwrap();
+        let err = replay_log(&b2, Path::new(DIR), E1 | 4, true, |_, _, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing"), "{err}");
     }
 
     #[test]

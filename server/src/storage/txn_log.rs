@@ -7,8 +7,10 @@
 //!         crc32c covers the zxid bytes and the payload
 //! tail    zeros (preallocated); a record with len 0 marks the end
 //! ```
-//! Records are appended in zxid order with no gaps. A batch of records is written with one write
-//! and made durable with one `fdatasync` (group commit).
+//! Records are appended in zxid order with no gaps (see [`zxid_follows`]: the counter goes up by one
+//! within an epoch, and a new epoch starts at counter 1). A batch of records is written with one
+//! write and made durable with one `fdatasync` (group commit). [`TxnLog::truncate_after`] removes
+//! a suffix durably, for a ZAB follower told to drop proposals the new leader does not have.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +28,31 @@ pub const HEADER_LEN: u64 = 16;
 pub const RECORD_HEADER_LEN: usize = 16;
 /// The largest payload a record may hold; anything larger is corruption.
 pub const MAX_RECORD_LEN: usize = 64 << 20;
+
+/// The epoch of a zxid: its high 32 bits.
+pub fn zxid_epoch(zxid: i64) -> u32 {
+    ((zxid as u64) >> 32) as u32
+}
+
+/// The counter of a zxid: its low 32 bits.
+pub fn zxid_counter(zxid: i64) -> u32 {
+    zxid as u64 as u32
+}
+
+/// Whether the record `next` may directly follow the record `prev` in the log.
+///
+/// Zxids strictly increase. Within an epoch the counter goes up by one; a new epoch starts at
+/// counter 1, which is where a ZAB leader of that epoch starts proposing (after
+/// `0x1_0000_0005` may come `0x2_0000_0001`). `prev + 1` is always allowed: it is the rule within
+/// an epoch, and it also lets a standalone server (epoch 0) count past 2^32 into the next epoch,
+/// as ZooKeeper's standalone server does. Anything else is a hole in the history.
+pub fn zxid_follows(prev: i64, next: i64) -> bool {
+    if next <= prev {
+        return false;
+    }
+    prev.checked_add(1) == Some(next)
+        || (zxid_epoch(next) > zxid_epoch(prev) && zxid_counter(next) == 1)
+}
 
 /// The file name of the segment whose first record is `first_zxid`.
 pub fn segment_name(first_zxid: i64) -> String {
@@ -181,21 +208,30 @@ pub fn scan(path: &Path, bytes: &[u8], expected_first: i64) -> Result<Scan, Stor
     }
     let mut out = Scan::default();
     let mut off = HEADER_LEN as usize;
-    let mut next = first;
+    // The zxid of the previous record; the first record must be the one the header promises.
+    let mut prev: Option<i64> = None;
     loop {
         match parse_record(bytes, off) {
             Ok(rec) => {
-                if rec.zxid != next {
+                let in_order = match prev {
+                    None => rec.zxid == first,
+                    Some(p) => zxid_follows(p, rec.zxid),
+                };
+                if !in_order {
+                    let expected = match prev {
+                        None => format!("the segment's first zxid {first:#x}"),
+                        Some(p) => format!("a successor of {p:#x}"),
+                    };
                     return Err(StorageError::corrupt(
                         path,
                         off as u64,
                         format!(
-                            "zxid {:#x} where {next:#x} was expected (a gap in the history)",
+                            "zxid {:#x} where {expected} was expected (a gap in the history)",
                             rec.zxid
                         ),
                     ));
                 }
-                next += 1;
+                prev = Some(rec.zxid);
                 off += RECORD_HEADER_LEN + rec.len;
                 out.records.push(rec);
             }
@@ -204,7 +240,10 @@ pub fn scan(path: &Path, bytes: &[u8], expected_first: i64) -> Result<Scan, Stor
                 if bytes[off..].iter().all(|&b| b == 0) {
                     return Ok(out);
                 }
-                if let Some(later) = find_later_record(bytes, off + 1, next) {
+                // Any valid record with a later zxid than the last good one means the damage is
+                // in the middle of the history.
+                let min_later = prev.map_or(first, |p| p.saturating_add(1));
+                if let Some(later) = find_later_record(bytes, off + 1, min_later) {
                     return Err(StorageError::corrupt(
                         path,
                         off as u64,
@@ -300,12 +339,20 @@ impl TxnLog {
         self.last_zxid
     }
 
-    /// Adds a record to the current batch. Zxids must follow on without gaps.
+    /// Adds a record to the current batch. Zxids must follow on without gaps ([`zxid_follows`]).
+    ///
+    /// # Panics
+    /// If `zxid` does not follow the last record: a caller that skips or repeats a zxid has lost
+    /// track of the history, and writing on would make the log unrecoverable.
     pub fn append(&mut self, zxid: i64, payload: &[u8]) -> Result<(), StorageError> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
-        assert_eq!(zxid, self.last_zxid + 1, "log appends must be consecutive");
+        assert!(
+            zxid_follows(self.last_zxid, zxid),
+            "log append of zxid {zxid:#x} does not follow {:#x}",
+            self.last_zxid
+        );
         if self.current.is_none() && self.batch_first.is_none() {
             self.batch_first = Some(zxid);
         }
@@ -362,6 +409,98 @@ impl TxnLog {
     pub fn roll(&mut self) -> Result<(), StorageError> {
         self.sync()?;
         self.current = None;
+        Ok(())
+    }
+
+    /// Durably removes every record after `zxid` (ZAB's TRUNC), and continues appending after it.
+    ///
+    /// The pending batch is synced first. Then segments that start after `zxid` are removed newest
+    /// first, each removal made durable (directory fsync) before the next, and the segment holding
+    /// `zxid` is cut just after that record and `fdatasync`ed. At every point a crash leaves a
+    /// prefix of the old records that still reaches `zxid`, so recovery never sees a hole.
+    ///
+    /// The cut is a truncation of the file rather than zeros written over the tail: zeros written
+    /// over several records can tear (a sector-aligned prefix of the write reaches the disk), which
+    /// would leave valid records after zeros, and recovery rightly refuses that as mid-history
+    /// damage. A file length change is atomic. The preallocation is redone by the next sync.
+    ///
+    /// If the log holds no record `zxid` (the caller has installed a snapshot at `zxid` that covers
+    /// what came before, possibly past the last record), the next append starts a new segment, so
+    /// no segment has a hole.
+    pub fn truncate_after(&mut self, zxid: i64) -> Result<(), StorageError> {
+        self.sync()?;
+        if zxid >= self.last_zxid {
+            if zxid > self.last_zxid {
+                // Nothing to remove, but the history now continues after `zxid`: a new segment.
+                self.current = None;
+                self.last_zxid = zxid;
+            }
+            return Ok(());
+        }
+        let r = self.truncate_inner(zxid);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn truncate_inner(&mut self, zxid: i64) -> Result<(), StorageError> {
+        let segments = list_segments(self.backend.as_ref(), &self.dir)?;
+        let mut keep = None;
+        for (first, name) in segments.into_iter().rev() {
+            let path = in_dir(&self.dir, &name);
+            if first <= zxid {
+                keep = Some((first, path));
+                break;
+            }
+            if self.current.as_ref().is_some_and(|c| c.path == path) {
+                self.current = None;
+            }
+            self.backend
+                .remove(&path)
+                .map_err(StorageError::io("remove", &path))?;
+            self.backend
+                .sync_dir(&self.dir)
+                .map_err(StorageError::io("fsync directory", &self.dir))?;
+            tracing::debug!(path = %path.display(), "truncation removed a log segment");
+        }
+        self.last_zxid = zxid;
+        let Some((first, path)) = keep else {
+            self.current = None;
+            return Ok(());
+        };
+        let bytes = self
+            .backend
+            .read(&path)
+            .map_err(StorageError::io("read", &path))?;
+        let scan = scan(&path, &bytes, first)?;
+        let kept: Vec<&RecordRef> = scan.records.iter().filter(|r| r.zxid <= zxid).collect();
+        let cut = kept.last().map_or(HEADER_LEN, |r| {
+            (r.offset + RECORD_HEADER_LEN + r.len) as u64
+        });
+        let mut file = match self.current.take() {
+            Some(seg) if seg.path == path => seg.file,
+            _ => self
+                .backend
+                .open_rw(&path)
+                .map_err(StorageError::io("open", &path))?,
+        };
+        if cut < bytes.len() as u64 {
+            file.set_len(cut)
+                .map_err(StorageError::io("truncate", &path))?;
+            file.sync_data()
+                .map_err(StorageError::io("fdatasync", &path))?;
+        }
+        // Appending continues in this segment only if it ends exactly at `zxid`; otherwise the
+        // next record would not follow the segment's last one.
+        if kept.last().map(|r| r.zxid) == Some(zxid) {
+            self.current = Some(Segment {
+                file,
+                path,
+                write_pos: cut,
+                allocated: cut,
+            });
+        }
         Ok(())
     }
 
@@ -495,6 +634,184 @@ mod tests {
         assert!(log.sync().is_err());
         assert!(matches!(log.append(3, b"c"), Err(StorageError::Poisoned)));
         assert!(matches!(log.sync(), Err(StorageError::Poisoned)));
+    }
+
+    const E1: i64 = 1 << 32;
+    const E2: i64 = 2 << 32;
+    const E5: i64 = 5 << 32;
+
+    #[test]
+    fn the_zxid_rule() {
+        // Standalone: epoch 0, plain counting, also past 2^32 (ZooKeeper's standalone rollover).
+        assert!(zxid_follows(0, 1));
+        assert!(zxid_follows(41, 42));
+        assert!(zxid_follows(0xffff_ffff, E1));
+        // ZAB: the counter goes up by one within an epoch; a new epoch starts at counter 1.
+        assert!(zxid_follows(E1 | 5, E1 | 6));
+        assert!(zxid_follows(E1 | 5, E2 | 1));
+        assert!(zxid_follows(E1 | 5, E5 | 1));
+        assert!(zxid_follows(0, E2 | 1));
+        // Holes, repeats, reversals, and a new epoch that does not start at 1.
+        assert!(!zxid_follows(E1 | 5, E1 | 7));
+        assert!(!zxid_follows(E1 | 5, E1 | 5));
+        assert!(!zxid_follows(E1 | 5, E1 | 4));
+        assert!(!zxid_follows(E1 | 5, E2 | 2));
+        assert!(!zxid_follows(E1 | 5, E2));
+        assert!(!zxid_follows(E2 | 1, E1 | 6));
+        assert!(!zxid_follows(E2 | 1, -1));
+    }
+
+    #[test]
+    fn the_log_accepts_every_history_zab_produces() {
+        use crate::zab::Zxid;
+        let zxids = [
+            Zxid::ZERO,
+            Zxid::new(1, 1),
+            Zxid::new(1, 2),
+            Zxid::new(3, 1),
+            Zxid::new(3, 2),
+            Zxid::new(4, 1),
+        ];
+        for prev in zxids {
+            for next in zxids {
+                if next.follows(prev) {
+                    assert!(zxid_follows(prev.to_i64(), next.to_i64()), "{prev} {next}");
+                }
+            }
+        }
+    }
+
+    fn zab_log(b: &MemBackend, zxids: &[i64]) -> TxnLog {
+        let mut log = TxnLog::open(Arc::new(b.clone()), Path::new("/l"), 8192, 0, None).unwrap();
+        for &z in zxids {
+            log.append(z, format!("payload {z:#x}").as_bytes()).unwrap();
+        }
+        log.sync().unwrap();
+        log
+    }
+
+    fn zxids_in(b: &MemBackend) -> Vec<i64> {
+        let mut out = Vec::new();
+        for (first, name) in list_segments(b, Path::new("/l")).unwrap() {
+            let path = in_dir(Path::new("/l"), &name);
+            let bytes = b.read(&path).unwrap();
+            let s = scan(&path, &bytes, first).unwrap();
+            assert!(s.torn.is_none(), "{name}: {:?}", s.torn);
+            out.extend(s.records.iter().map(|r| r.zxid));
+        }
+        out
+    }
+
+    #[test]
+    fn epoch_jumps_scan_back_and_holes_are_errors() {
+        let b = MemBackend::new();
+        let zxids = [E1 | 1, E1 | 2, E2 | 1, E2 | 2, E2 | 3, E5 | 1];
+        zab_log(&b, &zxids);
+        assert_eq!(zxids_in(&b), zxids);
+
+        // A record whose zxid skips within an epoch, or starts an epoch past counter 1, is a hole.
+        for bad in [E2 | 3, E5 | 2] {
+            let b = MemBackend::new();
+            let path = in_dir(Path::new("/l"), &segment_name(E1 | 1));
+            zab_log(&b, &[E1 | 1]);
+            let mut bytes = b.read(&path).unwrap();
+            let mut rec = Vec::new();
+            encode_record(E1 | 2, b"x", &mut rec);
+            encode_record(bad, b"y", &mut rec);
+            let at = scan(&path, &bytes, E1 | 1).unwrap().end as usize;
+            bytes[at..at + rec.len()].copy_from_slice(&rec);
+            let err = scan(&path, &bytes, E1 | 1).unwrap_err().to_string();
+            assert!(err.contains("gap in the history"), "{err}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not follow")]
+    fn an_append_that_skips_panics() {
+        let b = MemBackend::new();
+        let mut log = zab_log(&b, &[E1 | 1]);
+        let _ = log.append(E1 | 3, b"x");
+    }
+
+    #[test]
+    fn truncate_after_drops_the_suffix_across_segments_and_appending_continues() {
+        let b = MemBackend::new();
+        let mut log = zab_log(&b, &[E1 | 1, E1 | 2, E1 | 3]);
+        log.roll().unwrap();
+        for z in [E1 | 4, E1 | 5] {
+            log.append(z, b"second").unwrap();
+        }
+        log.roll().unwrap();
+        log.append(E2 | 1, b"third").unwrap();
+        // Unsynced: truncation syncs it first, then removes it with the rest.
+        log.append(E2 | 2, b"third").unwrap();
+        log.truncate_after(E1 | 4).unwrap();
+        assert_eq!(log.last_zxid(), E1 | 4);
+        assert_eq!(zxids_in(&b), [E1 | 1, E1 | 2, E1 | 3, E1 | 4]);
+        assert_eq!(list_segments(&b, Path::new("/l")).unwrap().len(), 2);
+        // The new leader's proposals follow, in the truncated segment.
+        log.append(E5 | 1, b"new").unwrap();
+        log.sync().unwrap();
+        assert_eq!(zxids_in(&b), [E1 | 1, E1 | 2, E1 | 3, E1 | 4, E5 | 1]);
+        // And it is all durable: a crash keeps exactly this.
+        assert_eq!(
+            zxids_in(&b.crash(7)),
+            [E1 | 1, E1 | 2, E1 | 3, E1 | 4, E5 | 1]
+        );
+    }
+
+    #[test]
+    fn truncate_after_everything_and_past_the_end() {
+        let b = MemBackend::new();
+        let mut log = zab_log(&b, &[E1 | 1, E1 | 2]);
+        log.truncate_after(0).unwrap();
+        assert!(zxids_in(&b).is_empty());
+        assert!(list_segments(&b.crash(1), Path::new("/l"))
+            .unwrap()
+            .is_empty());
+        log.append(E2 | 1, b"a").unwrap();
+        log.sync().unwrap();
+        assert_eq!(zxids_in(&b), [E2 | 1]);
+        // Past the end (a snapshot at E2|7 covers what is missing): the next record starts a new
+        // segment, so neither segment has a hole.
+        log.truncate_after(E2 | 7).unwrap();
+        log.append(E2 | 8, b"b").unwrap();
+        log.sync().unwrap();
+        assert_eq!(zxids_in(&b), [E2 | 1, E2 | 8]);
+        assert_eq!(list_segments(&b, Path::new("/l")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_crash_at_every_step_of_a_truncation_leaves_a_prefix_reaching_the_cut() {
+        let full = [E1 | 1, E1 | 2, E1 | 3, E1 | 4, E2 | 1, E2 | 2];
+        let mut saw = std::collections::BTreeSet::new();
+        for fail_after in 0..12 {
+            let b = MemBackend::new();
+            let mut log = zab_log(&b, &full[..3]);
+            log.roll().unwrap();
+            for &z in &full[3..] {
+                log.append(z, b"later").unwrap();
+            }
+            log.sync().unwrap();
+            b.fail_after_ops(fail_after);
+            let done = log.truncate_after(E1 | 2).is_ok();
+            for seed in 0..4 {
+                let got = zxids_in(&b.crash(seed));
+                assert!(
+                    got.len() >= 2 && full.starts_with(&got),
+                    "fail_after {fail_after}: {got:x?}"
+                );
+                if done {
+                    assert_eq!(got, [E1 | 1, E1 | 2], "fail_after {fail_after}");
+                }
+                saw.insert(got.len());
+            }
+        }
+        // The crash points covered the whole operation: untouched, half done and done.
+        assert!(
+            saw.contains(&2) && saw.contains(&3) && saw.contains(&6),
+            "{saw:?}"
+        );
     }
 
     #[test]
