@@ -18,6 +18,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod connection;
 pub mod inspect;

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use rookery_server::Config;
 use tokio_util::sync::CancellationToken;
 
+mod bench_cli;
+
 /// Rookery: a ZooKeeper-compatible coordination service.
 #[derive(Parser)]
 #[command(version, about)]
@@ -24,6 +26,10 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Benchmark any ZooKeeper-protocol server (`bench --server HOST:PORT`), or start Apache
+    /// ZooKeeper and Rookery and compare them (`bench compare`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench(Box<bench_cli::BenchCmd>),
     /// Print and verify log segments, snapshots or a whole data directory.
     #[command(args_conflicts_with_subcommands = true)]
     Inspect {
@@ -53,10 +59,15 @@ enum Inspect {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The benchmark opens thousands of sessions: the client's per-session lines are noise there.
+    let default_filter = match cli.command {
+        Command::Bench(_) => "info,rookery_client=warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal, not in files, pipes or container logs.
@@ -66,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     match cli.command {
+        Command::Bench(cmd) => bench_cli::run(*cmd),
         Command::Inspect { what, dir, log_dir } => {
             let backend = rookery_server::storage::FileBackend;
             let mut out = String::new();

@@ -108,7 +108,116 @@ pub struct Applied {
 
 /// The nodes of a tree at one moment: a persistent map, so taking it is O(1) and later writes
 /// copy only what they touch. Snapshots are written from it while writes carry on.
-pub type Image = imbl::HashMap<String, Node>;
+///
+/// Each node sits behind its own `Arc`. The map (a HAMT) allocates its slots in fixed-size
+/// chunks of 32, so nodes stored inline (about 150 bytes with the key) left most of every chunk
+/// empty: a million znodes took about 1 GiB. With a pointer per slot the chunks are small, and
+/// the copy-on-write after a snapshot copies 32 pointers rather than 32 nodes with their data.
+#[derive(Debug, Clone, Default)]
+pub struct Image(imbl::HashMap<String, Arc<Node>>);
+
+impl Image {
+    /// An empty image.
+    pub fn new() -> Self {
+        Image::default()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no node.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The node at `path`.
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.0.get(path).map(|n| &**n)
+    }
+
+    /// The node at `path`, to change (copied first if an older image still shares it).
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.0.get_mut(path).map(Arc::make_mut)
+    }
+
+    /// Whether there is a node at `path`.
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
+    /// Puts `node` at `path`, returning the node it replaces.
+    pub fn insert(&mut self, path: String, node: Node) -> Option<Node> {
+        self.0
+            .insert(path, Arc::new(node))
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// Takes the node at `path` out.
+    pub fn remove(&mut self, path: &str) -> Option<Node> {
+        self.0.remove(path).map(Arc::unwrap_or_clone)
+    }
+
+    /// Every path and node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.0.iter().map(|(k, v)| (k, &**v))
+    }
+
+    /// Every path, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl std::ops::Index<&str> for Image {
+    type Output = Node;
+
+    /// The node at `path`; panics if there is none, like a map's index.
+    fn index(&self, path: &str) -> &Node {
+        self.get(path).expect("no node at this path")
+    }
+}
+
+impl std::ops::Index<&String> for Image {
+    type Output = Node;
+
+    fn index(&self, path: &String) -> &Node {
+        &self[path.as_str()]
+    }
+}
+
+/// How many distinct ACLs [`AclCache`] remembers.
+const ACL_CACHE_SIZE: usize = 32;
+
+/// The most recently used distinct ACLs, so that nodes with equal ACLs share one allocation (a
+/// tree usually has a handful; ZooKeeper keeps a reference-counted cache for the same reason).
+/// Bounded, with move-to-front on a hit, so that many distinct ACLs cost no more than before.
+#[derive(Debug, Default)]
+struct AclCache {
+    recent: std::collections::VecDeque<Arc<Vec<Acl>>>,
+}
+
+impl AclCache {
+    fn intern(&mut self, acl: &[Acl]) -> Arc<Vec<Acl>> {
+        if let Some(i) = self.recent.iter().position(|a| a.as_slice() == acl) {
+            if i > 0 {
+                if let Some(hit) = self.recent.remove(i) {
+                    self.recent.push_front(hit);
+                }
+            }
+            if let Some(front) = self.recent.front() {
+                return front.clone();
+            }
+        }
+        let shared = Arc::new(acl.to_vec());
+        if self.recent.len() >= ACL_CACHE_SIZE {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(shared.clone());
+        shared
+    }
+}
 
 /// The znode tree.
 #[derive(Debug)]
@@ -120,6 +229,7 @@ pub struct DataTree {
     /// The watch tables.
     pub watches: WatchManager,
     data_size: u64,
+    acls: AclCache,
 }
 
 impl Default for DataTree {
@@ -161,6 +271,7 @@ impl DataTree {
             ttls: BTreeSet::new(),
             watches: WatchManager::default(),
             data_size: 0,
+            acls: AclCache::default(),
         }
     }
 
@@ -173,13 +284,19 @@ impl DataTree {
             ttls: BTreeSet::new(),
             watches: WatchManager::default(),
             data_size: 0,
+            acls: AclCache::default(),
         };
         // Index while the map is out of the tree, so the loop can borrow both.
-        let nodes = std::mem::take(&mut tree.nodes);
-        for (path, node) in nodes.iter() {
+        let mut nodes = std::mem::take(&mut tree.nodes);
+        for (path, node) in nodes.0.iter_mut() {
             tree.index(path, node.ephemeral_owner);
             if !DataTree::is_special(path) {
                 tree.data_size += (path.len() + node.data.as_ref().map_or(0, Vec::len)) as u64;
+            }
+            // A loaded image has an ACL allocation per node: share equal ones again.
+            let shared = tree.acls.intern(&node.acl);
+            if !Arc::ptr_eq(&shared, &node.acl) {
+                Arc::make_mut(node).acl = shared;
             }
         }
         tree.nodes = nodes;
@@ -376,7 +493,7 @@ impl DataTree {
                 let Some(node) = self.nodes.get_mut(path) else {
                     return Applied::error(path, ErrorCode::NoNode);
                 };
-                node.acl = Arc::new(acl.clone());
+                node.acl = self.acls.intern(acl);
                 node.aversion = *version;
                 Applied {
                     path: path.clone(),
@@ -424,7 +541,7 @@ impl DataTree {
         let parent_acl = parent_node.acl.clone();
         let node = Node {
             data: data.clone(),
-            acl: Arc::new(acl.to_vec()),
+            acl: self.acls.intern(acl),
             czxid: hdr.zxid,
             mzxid: hdr.zxid,
             ctime: hdr.time_ms,
@@ -610,5 +727,65 @@ mod tests {
         assert!(t.get("/e").is_none());
         assert_eq!(t.ephemeral_count(), 0);
         assert_eq!(t.approximate_data_size(), 0);
+    }
+
+    #[test]
+    fn equal_acls_share_one_allocation_also_after_loading_an_image() {
+        let mut t = DataTree::new();
+        let mut ev = Vec::new();
+        t.apply(&hdr(1), &create("/a", 1), &mut ev);
+        t.apply(&hdr(2), &create("/b", 2), &mut ev);
+        let (a, b) = (t.get("/a").unwrap(), t.get("/b").unwrap());
+        assert!(Arc::ptr_eq(&a.acl, &b.acl));
+        t.apply(
+            &hdr(3),
+            &Txn::SetAcl {
+                path: "/b".into(),
+                acl: Acl::read_unsafe(),
+                version: 1,
+            },
+            &mut ev,
+        );
+        assert_eq!(*t.get("/b").unwrap().acl, Acl::read_unsafe());
+        assert_eq!(*t.get("/a").unwrap().acl, Acl::open_unsafe());
+
+        // An image whose nodes each carry their own ACL allocation, as a loaded snapshot does.
+        let mut img = Image::new();
+        for (path, node) in t.image().iter() {
+            let mut own = node.clone();
+            own.acl = Arc::new((*node.acl).clone());
+            img.insert(path.clone(), own);
+        }
+        let loaded = DataTree::from_image(img);
+        let (a, root) = (loaded.get("/a").unwrap(), loaded.get("/").unwrap());
+        assert!(Arc::ptr_eq(&a.acl, &root.acl));
+        assert_eq!(loaded.node_count(), t.node_count());
+        assert_eq!(loaded.approximate_data_size(), t.approximate_data_size());
+    }
+
+    #[test]
+    fn an_image_keeps_what_it_saw_while_the_tree_moves_on() {
+        let mut t = DataTree::new();
+        let mut ev = Vec::new();
+        t.apply(&hdr(1), &create("/a", 1), &mut ev);
+        let before = t.image();
+        t.apply(
+            &hdr(2),
+            &Txn::SetData {
+                path: "/a".into(),
+                data: Some(b"new".to_vec()),
+                version: 1,
+            },
+            &mut ev,
+        );
+        t.apply(&hdr(3), &create("/b", 2), &mut ev);
+        t.apply(&hdr(4), &Txn::Delete { path: "/a".into() }, &mut ev);
+        assert_eq!(before["/a"].data.as_deref(), Some(&b"x"[..]));
+        assert!(!before.contains_key("/b") && before.get("/b").is_none());
+        assert_eq!(before.len(), t.image().len());
+        assert!(t.get("/a").is_none() && t.get("/b").is_some());
+        let mut keys: Vec<&String> = before.keys().collect();
+        keys.sort();
+        assert_eq!(keys.first().map(|k| k.as_str()), Some("/"));
     }
 }

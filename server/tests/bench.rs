@@ -1,0 +1,237 @@
+//! `rookery bench` against real processes, briefly, so that a broken harness fails CI. The full
+//! comparison is not run here (see docs/performance.md for the command).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use rookery_server::bench::compare::{Comparison, Metric};
+use rookery_server::bench::process::Flavor;
+use rookery_server::bench::{Report, Workload};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(rookery_bin())
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("rookery runs")
+}
+
+fn check(out: &Output) {
+    assert!(
+        out.status.success(),
+        "rookery bench failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Processes whose command line mentions `dir` (the servers a comparison started there).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_workload_runs_against_a_rookery_server_and_reports_json() {
+    // A 200 ms tick allows a 400 ms session timeout, so the expiry workload takes well under 1 s.
+    let server = start_rookery(&[("tickTime", "200")]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = run(&[
+        "--server",
+        &server.addr.to_string(),
+        "--server-pid",
+        &server.child.id().to_string(),
+        "--workloads",
+        "create,set,get,mixed,watch,churn,expiry,tree",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--sessions",
+        "2",
+        "--in-flight",
+        "2",
+        "--watchers",
+        "3",
+        "--expiry-sessions",
+        "2",
+        "--session-timeout",
+        "400ms",
+        "--tree-nodes",
+        "1500",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    check(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| workload |"), "{stdout}");
+
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let names: Vec<Workload> = report.results.iter().map(|r| r.workload).collect();
+    assert_eq!(names, Workload::ALL.to_vec());
+    for r in &report.results {
+        let l = r.latency;
+        // The tree's ops are nodes; its latencies are per multi of 100 creates.
+        let per_op = if r.workload == Workload::Tree { 100 } else { 1 };
+        assert!(r.ops > 0 && l.count * per_op == r.ops, "{r:?}");
+        assert!(
+            l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.max_us,
+            "{r:?}"
+        );
+        assert!(
+            r.rss_kib.is_some_and(|k| k > 1024),
+            "RSS read from /proc: {r:?}"
+        );
+        match r.workload {
+            Workload::Expiry => {
+                assert_eq!(r.ops_per_sec, None);
+                assert_eq!(r.extra["session_timeout_ms"], 400.0);
+                // Never before the timeout; within a few ticks after it.
+                assert!(l.p50_us >= 300_000 && l.max_us < 5_000_000, "{r:?}");
+            }
+            Workload::Tree => {
+                assert_eq!(r.ops, 1500);
+                assert!(r.extra["rss_hwm_kib"] > 0.0);
+            }
+            Workload::Watch => assert_eq!(r.extra["watchers"], 3.0),
+            _ => assert!(r.ops_per_sec.is_some_and(|v| v > 0.0), "{r:?}"),
+        }
+    }
+}
+
+#[test]
+fn compare_starts_both_servers_prints_ratios_and_cleans_up() {
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("compare.json");
+    let svg = work.path().join("compare.svg");
+    // Without the ZooKeeper package the harness still runs Rookery alone.
+    let servers = if zookeeper_installed() {
+        "rookery,zookeeper"
+    } else {
+        eprintln!("Apache ZooKeeper is not installed: comparing Rookery alone");
+        "rookery"
+    };
+    let out = run(&[
+        "compare",
+        "--servers",
+        servers,
+        "--workloads",
+        "get,tree",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--sessions",
+        "2",
+        "--in-flight",
+        "2",
+        "--tree-nodes",
+        "1000",
+        "--startup-runs",
+        "1",
+        // CI runs other tests at the same time: do not wait for an idle machine.
+        "--quiet-wait",
+        "0",
+        "--zookeeper-heap-mb",
+        "256",
+        "--work-dir",
+        work.path().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    check(&out);
+    assert_eq!(processes_under(work.path()), Vec::<String>::new());
+
+    let c: Comparison = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(c.topology, "standalone");
+    assert!(
+        c.command.starts_with("rookery bench compare"),
+        "{}",
+        c.command
+    );
+    for side in &c.sides {
+        assert_eq!(side.startup_ms.len(), 1, "{side:?}");
+        assert!(side.idle_rss_kib.is_some_and(|k| k > 0), "{side:?}");
+        let tree = side.result(Workload::Tree).expect("the tree ran");
+        assert!(tree.rss_kib.is_some_and(|k| k > 0), "{tree:?}");
+        assert!(side.result(Workload::Get).is_some());
+    }
+    if zookeeper_installed() {
+        assert_eq!(c.sides.len(), 2);
+        let zk = c
+            .sides
+            .iter()
+            .find(|s| s.flavor == Flavor::Zookeeper)
+            .unwrap();
+        assert!(
+            zk.version.as_deref().is_some_and(|v| v.starts_with("3.")),
+            "{zk:?}"
+        );
+        for metric in [Metric::Startup, Metric::OpsPerSec, Metric::P99, Metric::Rss] {
+            let row = c.rows.iter().find(|r| r.metric == metric).expect("a row");
+            assert!(row.ratio.is_finite() && row.ratio > 0.0, "{row:?}");
+            assert!(row.met.is_some());
+        }
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("Rookery/ZooKeeper"), "{table}");
+        let svg = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("get ops/s"),
+            "{svg}"
+        );
+    } else {
+        assert!(c.rows.is_empty());
+    }
+}
+
+#[test]
+fn an_ensemble_comparison_says_rookery_cannot_run_one_yet() {
+    // When `rookery server` learns to run as a member of an ensemble, this flips: the harness
+    // then starts three members like it does for ZooKeeper (see docs/performance.md).
+    let work = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "compare",
+        "--ensemble",
+        "--servers",
+        "rookery",
+        "--workloads",
+        "get",
+        "--duration",
+        "100ms",
+        "--startup-runs",
+        "1",
+        "--quiet-wait",
+        "0",
+        "--work-dir",
+        work.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot run a 3-member ensemble yet")
+            && stderr.contains("--servers zookeeper"),
+        "{stderr}"
+    );
+    assert_eq!(processes_under(work.path()), Vec::<String>::new());
+}
