@@ -12,7 +12,10 @@ mod bench_cli;
 
 /// Rookery: a ZooKeeper-compatible coordination service.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "Rookery: a ZooKeeper-compatible coordination service in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
