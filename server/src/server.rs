@@ -297,6 +297,14 @@ pub(crate) fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A reply as the request handlers build it: (xid, zxid, err, body, close afterwards).
+type Reply = (i32, i64, i32, Response, bool);
+
+/// A reply carrying only an error code (the body is sent only for err 0).
+fn error_reply(xid: i32, zxid: i64, code: ErrorCode, close: bool) -> Reply {
+    (xid, zxid, code.code(), Response::Empty, close)
+}
+
 fn reply_frame(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
     let mut out = Vec::new();
     rookery_proto::frame::write_reply(&mut out, &ReplyHeader { xid, zxid, err }, body);
@@ -717,7 +725,7 @@ impl Core {
         conn_id: ConnId,
         name: &'static str,
         cxid: i32,
-        (reply_xid, zxid, err, body, close): (i32, i64, i32, Response, bool),
+        (reply_xid, zxid, err, body, close): Reply,
         permit: Option<OwnedSemaphorePermit>,
         received: Instant,
     ) {
@@ -739,13 +747,7 @@ impl Core {
     }
 
     /// Runs one request; returns (reply xid, zxid, err, body, close afterwards).
-    fn dispatch(
-        &mut self,
-        conn_id: ConnId,
-        session_id: i64,
-        xid: i32,
-        req: Request,
-    ) -> (i32, i64, i32, Response, bool) {
+    fn dispatch(&mut self, conn_id: ConnId, session_id: i64, xid: i32, req: Request) -> Reply {
         let ok = |zxid: i64, body: Response| (xid, zxid, 0, body, false);
         let last = self.last_zxid;
         match req {
@@ -753,31 +755,13 @@ impl Core {
             Request::Auth(p) => self.auth(conn_id, xid, &p),
             Request::Sasl(_) => {
                 self.stats.auth_failed += 1;
-                (
-                    xid,
-                    last,
-                    ErrorCode::AuthFailed.code(),
-                    Response::Empty,
-                    true,
-                )
+                error_reply(xid, last, ErrorCode::AuthFailed, true)
             }
             Request::Check(_) => {
                 // 3.9.3+/3.8.5+: check is only valid inside multi.
-                (
-                    xid,
-                    -1,
-                    ErrorCode::Unimplemented.code(),
-                    Response::Empty,
-                    true,
-                )
+                error_reply(xid, -1, ErrorCode::Unimplemented, true)
             }
-            Request::Reconfig(_) => (
-                xid,
-                last,
-                ErrorCode::ReconfigDisabled.code(),
-                Response::Empty,
-                false,
-            ),
+            Request::Reconfig(_) => error_reply(xid, last, ErrorCode::ReconfigDisabled, false),
             Request::SetWatches(sw) => {
                 let all = SetWatches2 {
                     relative_zxid: sw.relative_zxid,
@@ -824,22 +808,10 @@ impl Core {
             }
             Request::AddWatch(r) => {
                 let Some(mode) = AddWatchMode::from_code(r.mode) else {
-                    return (
-                        xid,
-                        last,
-                        ErrorCode::MarshallingError.code(),
-                        Response::Empty,
-                        false,
-                    );
+                    return error_reply(xid, last, ErrorCode::MarshallingError, false);
                 };
                 if !self.watch_room(conn_id) {
-                    return (
-                        xid,
-                        last,
-                        ErrorCode::BadArguments.code(),
-                        Response::Empty,
-                        true,
-                    );
+                    return error_reply(xid, last, ErrorCode::BadArguments, true);
                 }
                 match mode {
                     AddWatchMode::Persistent => {
@@ -862,13 +834,7 @@ impl Core {
             Request::RemoveWatches(r) => self.watches_op(conn_id, xid, &r, true),
             Request::MultiRead(ops) => {
                 if ops.iter().any(|op| !op.is_read()) {
-                    return (
-                        xid,
-                        last,
-                        ErrorCode::MarshallingError.code(),
-                        Response::Empty,
-                        false,
-                    );
+                    return error_reply(xid, last, ErrorCode::MarshallingError, false);
                 }
                 let results = ops
                     .iter()
@@ -885,22 +851,11 @@ impl Core {
                 Ok(body) => ok(last, body),
                 Err(e) => (xid, last, e.code(), Response::Empty, false),
             },
-            _ => (
-                xid,
-                -1,
-                ErrorCode::Unimplemented.code(),
-                Response::Empty,
-                true,
-            ),
+            _ => error_reply(xid, -1, ErrorCode::Unimplemented, true),
         }
     }
 
-    fn auth(
-        &mut self,
-        conn_id: ConnId,
-        xid: i32,
-        p: &AuthPacket,
-    ) -> (i32, i64, i32, Response, bool) {
+    fn auth(&mut self, conn_id: ConnId, xid: i32, p: &AuthPacket) -> Reply {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return (xid, 0, 0, Response::Empty, true);
         };
@@ -1057,22 +1012,10 @@ impl Core {
         res.unwrap_or_else(|e| MultiResult::Error(e.code()))
     }
 
-    fn watches_op(
-        &mut self,
-        conn_id: ConnId,
-        xid: i32,
-        r: &WatchesRequest,
-        remove: bool,
-    ) -> (i32, i64, i32, Response, bool) {
+    fn watches_op(&mut self, conn_id: ConnId, xid: i32, r: &WatchesRequest, remove: bool) -> Reply {
         let last = self.last_zxid;
         let Some(kind) = WatcherType::from_code(r.watcher_type) else {
-            return (
-                xid,
-                last,
-                ErrorCode::MarshallingError.code(),
-                Response::Empty,
-                false,
-            );
+            return error_reply(xid, last, ErrorCode::MarshallingError, false);
         };
         let mut found = false;
         for &(table, mask) in WatchManager::spec_for(kind) {
@@ -1282,13 +1225,7 @@ impl Core {
         let (txn, kind) = match req {
             Request::Multi(ops) => {
                 if ops.iter().any(MultiOp::is_read) {
-                    let r = (
-                        q.xid,
-                        self.last_zxid,
-                        ErrorCode::MarshallingError.code(),
-                        Response::Empty,
-                        false,
-                    );
+                    let r = error_reply(q.xid, self.last_zxid, ErrorCode::MarshallingError, false);
                     self.reply(conn_id, "MULT", q.xid, r, q.permit, q.received);
                     return;
                 }
