@@ -21,7 +21,7 @@ mod client;
 mod endpoint;
 mod error;
 mod multi;
-mod resolve;
+pub mod resolve;
 mod session;
 mod tls;
 mod types;

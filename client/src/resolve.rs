@@ -12,7 +12,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Hosts, Resolver as HickoryResolver, TokioResolver};
 
 /// A resolver bound to the current tokio runtime.
-pub(crate) struct Resolver {
+pub struct Resolver {
     inner: TokioResolver,
 }
 
@@ -26,7 +26,7 @@ impl Resolver {
     /// Reads the system configuration (falling back to hosts files only when there is no usable
     /// resolv.conf). `extra_hosts` is read on top of `/etc/hosts`. Must run inside a tokio
     /// runtime.
-    pub(crate) fn new(extra_hosts: Option<&Path>) -> io::Result<Self> {
+    pub fn new(extra_hosts: Option<&Path>) -> io::Result<Self> {
         let mut builder = match TokioResolver::builder_tokio() {
             Ok(b) => b,
             Err(e) => {
@@ -48,7 +48,7 @@ impl Resolver {
     }
 
     /// The addresses of `host`, in the resolver's order.
-    pub(crate) async fn resolve(&self, host: &str) -> io::Result<Vec<IpAddr>> {
+    pub async fn resolve(&self, host: &str) -> io::Result<Vec<IpAddr>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }

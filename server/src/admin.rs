@@ -16,6 +16,10 @@ pub fn four_letter(core: &mut Core, cmd: &str) -> String {
     let mut out = String::new();
     match cmd {
         "ruok" => out.push_str("imok"),
+        "srvr" | "stat" | "mntr" if !serving(core) => {
+            // ZooKeeper's answer while it elects.
+            out.push_str("This ZooKeeper instance is not currently serving requests\n");
+        }
         "srvr" => srvr(core, &mut out),
         "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}, built on unknown");
@@ -115,8 +119,17 @@ fn srvr_body(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Connections: {}", core.conns.len());
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: 0x{:x}", core.last_zxid);
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", mode(core));
     let _ = writeln!(out, "Node count: {}", zk_node_count(core));
+}
+
+fn serving(core: &Core) -> bool {
+    core.ensemble.as_ref().is_none_or(|e| e.serving())
+}
+
+/// `standalone`, or the ensemble role as ZooKeeper names it.
+fn mode(core: &Core) -> &'static str {
+    core.ensemble.as_ref().map_or("standalone", |e| e.mode())
 }
 
 fn conf(core: &Core, out: &mut String) {
@@ -216,7 +229,7 @@ fn mntr(core: &Core, out: &mut String) {
     let uptime_ms = core.started.elapsed().as_millis();
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", format!("{VERSION}, built on unknown")),
-        ("zk_server_state", "standalone".into()),
+        ("zk_server_state", mode(core).into()),
         ("zk_avg_latency", format!("{:.4}", l.avg())),
         ("zk_max_latency", l.max_ms.to_string()),
         ("zk_min_latency", l.min().to_string()),
@@ -242,6 +255,23 @@ fn mntr(core: &Core, out: &mut String) {
         ("zk_last_zxid", core.last_zxid.to_string()),
         ("zk_now_ms", wall_ms().to_string()),
     ];
+    let mut rows = rows;
+    if let Some(e) = &core.ensemble {
+        let st = e.node.status();
+        rows.push(("zk_current_epoch", st.current_epoch.to_string()));
+        rows.push(("zk_accepted_epoch", st.accepted_epoch.to_string()));
+        rows.push(("zk_quorum_size", e.node.config().voters.len().to_string()));
+        if e.is_leader() {
+            let (voters, observers) = st.learners;
+            let (synced_voters, synced_observers) = st.synced_learners;
+            rows.push(("zk_learners", (voters + observers).to_string()));
+            rows.push(("zk_followers", voters.to_string()));
+            rows.push(("zk_synced_followers", synced_voters.to_string()));
+            rows.push(("zk_synced_non_voting_followers", "0".into()));
+            rows.push(("zk_synced_observers", synced_observers.to_string()));
+            rows.push(("zk_pending_syncs", "0".into()));
+        }
+    }
     for (k, v) in rows {
         let _ = writeln!(out, "{k}\t{v}");
     }

@@ -393,6 +393,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether this server is an ensemble member: more than one `server.N` line. One line runs
+    /// standalone, as in ZooKeeper.
+    pub fn is_ensemble(&self) -> bool {
+        self.ensemble.len() > 1
+    }
+
     /// Whether a four-letter word may run.
     pub fn four_letter_allowed(&self, cmd: &str) -> bool {
         self.four_letter_whitelist.contains("*") || self.four_letter_whitelist.contains(cmd)

@@ -21,8 +21,10 @@ pub mod admin;
 pub mod bench;
 pub mod config;
 pub mod connection;
+pub mod ensemble;
 pub mod inspect;
 pub mod prep;
+pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod storage;
@@ -53,7 +55,13 @@ pub enum RunError {
     /// The log failed while serving; nothing after the failure was acknowledged.
     #[error(transparent)]
     Failed(#[from] server::StorageFailed),
+    /// The ensemble configuration or the peer ports are unusable.
+    #[error("ensemble: {0}")]
+    Ensemble(String),
 }
+
+/// Capacity of the queue of messages from other members.
+const PEER_QUEUE: usize = 16 * 1024;
 
 /// Recovers the state in the configured directories (see [`storage::recovery`]).
 pub fn recover(
@@ -92,7 +100,26 @@ pub async fn run_with_backend(
     shutdown: CancellationToken,
     backend: Arc<dyn storage::Backend>,
 ) -> Result<(), RunError> {
-    let recovered = recover(&cfg, backend.as_ref())?;
+    let is_ensemble = cfg.is_ensemble();
+    let recovered = if is_ensemble {
+        let r = storage::recovery::recover_unapplied(
+            backend.as_ref(),
+            &cfg.data_dir,
+            &cfg.data_log_dir,
+        )?;
+        for w in &r.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            snapshot_zxid = format_args!("{:#x}", r.applied_zxid),
+            log_end = format_args!("{:#x}", r.last_zxid),
+            unapplied = r.unapplied.len(),
+            "recovered (ensemble member: the leader decides what the log's tail commits)"
+        );
+        r
+    } else {
+        recover(&cfg, backend.as_ref())?
+    };
     let cfg = Arc::new(cfg);
     let log = storage::txn_log::TxnLog::open(
         backend.clone(),
@@ -103,17 +130,37 @@ pub async fn run_with_backend(
     )?;
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
     let durable_tx = tx.clone();
-    let writer = storage::writer::LogWriter::spawn(log, move |r| {
+    let (ensemble, peers, dirs) = if is_ensemble {
+        let (ensemble, peers, epochs) =
+            start_ensemble(&cfg, &recovered, shutdown.clone(), backend.as_ref()).await?;
+        let dirs = storage::writer::StoreDirs {
+            backend: backend.clone(),
+            snap_dir: cfg.data_dir.clone(),
+            epochs,
+        };
+        (Some(ensemble), Some(peers), Some(dirs))
+    } else {
+        (None, None, None)
+    };
+    let writer = storage::writer::LogWriter::spawn(log, dirs, move |r| {
         let ev = match r {
-            Ok(zxid) => server::Event::Durable(zxid),
+            Ok(storage::writer::Synced { seq: Some(seq), .. }) => server::Event::Persisted(seq),
+            Ok(synced) => server::Event::Durable(synced.zxid),
             Err(e) => server::Event::StorageFailed(e.to_string()),
         };
         let _ = durable_tx.blocking_send(ev);
     });
-    let core = server::Core::new(cfg.clone(), recovered, writer, backend, tx.clone());
+    let core = server::Core::new(
+        cfg.clone(),
+        recovered,
+        writer,
+        backend,
+        tx.clone(),
+        ensemble,
+    );
     let core_shutdown = shutdown.clone();
     let core_task = tokio::spawn(async move {
-        let r = core.run(rx, core_shutdown.clone()).await;
+        let r = core.run(rx, peers, core_shutdown.clone()).await;
         // Whatever stopped the core stops the listener too.
         core_shutdown.cancel();
         r
@@ -172,4 +219,70 @@ pub async fn run_with_backend(
         Ok(r) => Ok(r?),
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+/// Builds the ZAB core from what is on disk and starts the peer transport.
+async fn start_ensemble(
+    cfg: &Config,
+    recovered: &storage::recovery::Recovered,
+    shutdown: CancellationToken,
+    backend: &dyn storage::Backend,
+) -> Result<
+    (
+        ensemble::Ensemble,
+        mpsc::Receiver<quorum::Incoming>,
+        storage::epoch::Epochs,
+    ),
+    RunError,
+> {
+    let epochs = storage::epoch::read(backend, &cfg.data_dir)?;
+    let my_id = u64::from(cfg.server_id);
+    let voters = cfg
+        .ensemble
+        .iter()
+        .filter(|p| !p.observer)
+        .map(|p| p.id)
+        .collect();
+    let observers = cfg
+        .ensemble
+        .iter()
+        .filter(|p| p.observer)
+        .map(|p| p.id)
+        .collect();
+    let per = ensemble::TICKS_PER_TICK;
+    let mut zcfg = zab::Config::new(my_id, voters, observers);
+    zcfg.heartbeat_ticks = per / 2;
+    zcfg.sync_limit_ticks = cfg.sync_limit_ticks.saturating_mul(per);
+    zcfg.init_limit_ticks = cfg.init_limit_ticks.saturating_mul(per);
+    zcfg.election_resend_max_ticks = 4 * per;
+    zcfg.seed = rand::random();
+    zcfg.validate()
+        .map_err(|e| RunError::Ensemble(e.to_string()))?;
+    let durable = zab::DurableState {
+        accepted_epoch: epochs.accepted,
+        current_epoch: epochs.current,
+        snapshot_zxid: zab::Zxid::from_i64(recovered.applied_zxid),
+        entries: recovered
+            .unapplied
+            .iter()
+            .map(|(zxid, payload)| zab::Entry {
+                zxid: zab::Zxid::from_i64(*zxid),
+                payload: bytes::Bytes::copy_from_slice(payload),
+            })
+            .collect(),
+    };
+    let node = zab::Node::new(zcfg, durable).map_err(|e| RunError::Ensemble(e.to_string()))?;
+    let (in_tx, in_rx) = mpsc::channel(PEER_QUEUE);
+    let net = quorum::start(my_id, &cfg.ensemble, in_tx, shutdown)
+        .await
+        .map_err(|e| RunError::Ensemble(e.to_string()))?;
+    tracing::info!(
+        id = my_id,
+        members = cfg.ensemble.len(),
+        accepted_epoch = epochs.accepted,
+        current_epoch = epochs.current,
+        "starting as an ensemble member"
+    );
+    let tick_ms = (cfg.tick_time_ms / u64::from(per)).max(1);
+    Ok((ensemble::Ensemble::new(node, net, tick_ms), in_rx, epochs))
 }

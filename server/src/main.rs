@@ -109,15 +109,6 @@ fn main() -> anyhow::Result<()> {
                 None => Config::default(),
             };
             cfg.load_myid()?;
-            // ZooKeeper runs a configuration with one server line standalone; so do we. A
-            // replicated ensemble is not available yet, and serving one member of it alone would
-            // split its history, so that refuses to start.
-            if cfg.ensemble.iter().filter(|p| !p.observer).count() > 1 {
-                anyhow::bail!(
-                    "this configuration lists an ensemble (server.N lines); replication is not \
-                     available in this version of rookery yet, so it will not start as one member"
-                );
-            }
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

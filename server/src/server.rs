@@ -105,15 +105,17 @@ pub enum Event {
     StorageFailed(String),
     /// A snapshot finished (its zxid), or failed.
     SnapshotDone(Result<i64, String>),
+    /// Ensemble: every ZAB store operation up to this sequence number is durable.
+    Persisted(u64),
 }
 
 /// A request waiting behind its session's in-flight writes.
 #[derive(Debug)]
 pub struct Queued {
-    xid: i32,
-    req: Result<Request, RequestError>,
-    permit: Option<OwnedSemaphorePermit>,
-    received: Instant,
+    pub(crate) xid: i32,
+    pub(crate) req: Result<Request, RequestError>,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) received: Instant,
 }
 
 impl Queued {
@@ -136,7 +138,7 @@ impl Queued {
 
 /// How the reply to a write is built once it is applied.
 #[derive(Debug, Clone)]
-enum ReplyKind {
+pub(crate) enum ReplyKind {
     Create,
     Create2,
     Stat,
@@ -147,7 +149,7 @@ enum ReplyKind {
 
 /// What to do once a transaction is applied.
 #[derive(Debug)]
-enum Plan {
+pub(crate) enum Plan {
     /// Server-internal (expiry, container reaping): nothing.
     Internal,
     /// Answer a handshake: the session now exists.
@@ -184,7 +186,7 @@ pub struct Conn {
     /// Waiting for its createSession transaction to become durable.
     establishing: bool,
     /// Its writes prepared but not yet applied.
-    inflight_writes: usize,
+    pub(crate) inflight_writes: usize,
     /// Requests waiting behind those writes, in arrival order.
     queue: VecDeque<Queued>,
 }
@@ -263,26 +265,28 @@ pub struct Core {
     pub(crate) tree: DataTree,
     pub(crate) sessions: SessionTracker,
     pub(crate) conns: HashMap<ConnId, Conn>,
-    session_conn: HashMap<i64, ConnId>,
+    pub(crate) session_conn: HashMap<i64, ConnId>,
     /// The last applied zxid.
     pub(crate) last_zxid: i64,
     /// The last zxid handed out (applied or in flight).
-    next_zxid: i64,
-    outstanding: Outstanding,
+    pub(crate) next_zxid: i64,
+    pub(crate) outstanding: Outstanding,
     pending: VecDeque<Pending>,
-    log: LogWriter,
+    pub(crate) log: LogWriter,
     backend: Arc<dyn Backend>,
     /// For threads (snapshots) that report back.
     events: mpsc::Sender<Event>,
-    snapshot_due: u64,
-    applied_since_snapshot: u64,
-    snapshot_running: bool,
+    pub(crate) snapshot_due: u64,
+    pub(crate) applied_since_snapshot: u64,
+    pub(crate) snapshot_running: bool,
     pub(crate) last_snapshot_zxid: i64,
     last_purge_ms: u64,
-    failed: Option<String>,
+    pub(crate) failed: Option<String>,
     pub(crate) started: Instant,
     pub(crate) stats: ServerStats,
     last_container_check_ms: u64,
+    /// Set for an ensemble member: the consensus core and its transport.
+    pub(crate) ensemble: Option<crate::ensemble::Ensemble>,
 }
 
 /// Why the server stopped on its own.
@@ -339,6 +343,7 @@ impl Core {
         log: LogWriter,
         backend: Arc<dyn Backend>,
         events: mpsc::Sender<Event>,
+        ensemble: Option<crate::ensemble::Ensemble>,
     ) -> Self {
         let mut sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
         // Restored sessions get a full timeout from now: their clients may be reconnecting.
@@ -351,8 +356,8 @@ impl Core {
             sessions,
             conns: HashMap::new(),
             session_conn: HashMap::new(),
-            last_zxid: recovered.last_zxid,
-            next_zxid: recovered.last_zxid,
+            last_zxid: recovered.applied_zxid,
+            next_zxid: recovered.applied_zxid,
             outstanding: Outstanding::default(),
             pending: VecDeque::new(),
             log,
@@ -367,6 +372,7 @@ impl Core {
             started: Instant::now(),
             stats: ServerStats::default(),
             last_container_check_ms: 0,
+            ensemble,
             cfg,
         }
     }
@@ -379,7 +385,7 @@ impl Core {
     }
 
     /// Monotonic ms since the core started: the session tracker's clock.
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -387,18 +393,30 @@ impl Core {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Event>,
+        mut peers: Option<mpsc::Receiver<crate::quorum::Incoming>>,
         shutdown: CancellationToken,
     ) -> Result<(), StorageFailed> {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(
             (self.cfg.tick_time_ms / 2).max(1),
         ));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let zab_tick_ms = self.ensemble.as_ref().map_or(3_600_000, |e| e.tick_ms);
+        let mut zab_tick = tokio::time::interval(std::time::Duration::from_millis(zab_tick_ms));
+        zab_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let is_ensemble = self.ensemble.is_some();
         while self.failed.is_none() {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Some(ev) => self.handle(ev),
                     None => break,
                 },
+                Some(inc) = async {
+                    match peers.as_mut() {
+                        Some(p) => p.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_peer(inc),
+                _ = zab_tick.tick(), if is_ensemble => self.zab_step(crate::zab::Input::Tick),
                 _ = tick.tick() => self.on_tick(),
                 () = shutdown.cancelled() => break,
             }
@@ -451,6 +469,7 @@ impl Core {
                 self.failed = Some(why);
             }
             Event::SnapshotDone(result) => self.on_snapshot_done(result),
+            Event::Persisted(seq) => self.zab_step(crate::zab::Input::Persisted { seq }),
         }
     }
 
@@ -476,7 +495,7 @@ impl Core {
     }
 
     /// Flushes what is queued, then closes the connection and forgets it.
-    fn close_conn(&mut self, conn_id: ConnId) {
+    pub(crate) fn close_conn(&mut self, conn_id: ConnId) {
         if let Some(conn) = self.conns.get(&conn_id) {
             if conn.handle.tx.try_send(Outbound::Close).is_err() {
                 conn.handle.kill.cancel();
@@ -522,6 +541,12 @@ impl Core {
                 queue: VecDeque::new(),
             },
         );
+        if self.ensemble.as_ref().is_some_and(|e| !e.serving()) {
+            // ZooKeeper drops clients while it elects: they try another member.
+            tracing::debug!(conn = conn_id, "not serving (electing); closing");
+            self.close_conn(conn_id);
+            return;
+        }
         if req.last_zxid_seen > self.last_zxid {
             // The client has seen a newer state than ours: refuse, so it never goes back in time.
             tracing::info!(
@@ -555,7 +580,12 @@ impl Core {
                 passwd,
                 read_only,
             };
-            self.submit(session_id, 0, txn, None, plan);
+            match self.ensemble.as_ref().and_then(|e| e.leader_to_forward()) {
+                Some(leader) => {
+                    self.forward_create_session(leader, session_id, timeout_ms, passwd, plan)
+                }
+                None => self.submit(session_id, 0, txn, None, plan),
+            }
             return;
         } else {
             match self.sessions.get(req.session_id) {
@@ -646,7 +676,7 @@ impl Core {
     }
 
     /// Runs the requests a connection has waiting, as far as its in-flight writes allow.
-    fn drain(&mut self, conn_id: ConnId) {
+    pub(crate) fn drain(&mut self, conn_id: ConnId) {
         loop {
             let Some(conn) = self.conns.get_mut(&conn_id) else {
                 return;
@@ -687,6 +717,12 @@ impl Core {
             self.write(conn_id, session_id, q);
             return;
         }
+        if matches!(q.req, Ok(Request::Sync(_))) {
+            if let Some(leader) = self.ensemble.as_ref().and_then(|e| e.leader_to_forward()) {
+                self.forward_sync(leader, conn_id, session_id, q);
+                return;
+            }
+        }
         let Queued {
             xid,
             req,
@@ -720,7 +756,7 @@ impl Core {
     }
 
     /// Sends a reply and keeps the statistics.
-    fn reply(
+    pub(crate) fn reply(
         &mut self,
         conn_id: ConnId,
         name: &'static str,
@@ -1084,7 +1120,11 @@ impl Core {
         txn: Txn,
         changes: Option<HashMap<String, Option<crate::prep::View>>>,
         plan: Plan,
-    ) -> i64 {
+    ) {
+        if self.ensemble.is_some() {
+            self.propose(session_id, cxid, txn, changes, plan);
+            return;
+        }
         self.next_zxid += 1;
         let zxid = self.next_zxid;
         if let Some(changes) = changes {
@@ -1100,11 +1140,14 @@ impl Core {
         encode_txn(&hdr, &txn, &mut payload);
         self.log.append(zxid, payload);
         self.pending.push_back(Pending { hdr, txn, plan });
-        zxid
     }
 
     /// The log made everything up to `durable` durable: apply it in order and answer.
     fn on_durable(&mut self, durable: i64) {
+        if self.ensemble.is_some() {
+            // ZAB's store completions arrive as `Event::Persisted`.
+            return;
+        }
         while self.pending.front().is_some_and(|p| p.hdr.zxid <= durable) {
             let p = self.pending.pop_front().expect("front exists");
             let applied = self.commit(&p.hdr, &p.txn);
@@ -1117,7 +1160,7 @@ impl Core {
         }
     }
 
-    fn finish(&mut self, zxid: i64, txn: &Txn, plan: Plan, applied: Applied) {
+    pub(crate) fn finish(&mut self, zxid: i64, txn: &Txn, plan: Plan, applied: Applied) {
         match plan {
             Plan::Internal => {}
             Plan::Connect {
@@ -1167,10 +1210,11 @@ impl Core {
 
     /// Applies a durable transaction: the only place the tree and session table change.
     pub fn commit(&mut self, hdr: &TxnHeader, txn: &Txn) -> Applied {
-        assert_eq!(
+        assert!(
+            storage::txn_log::zxid_follows(self.last_zxid, hdr.zxid),
+            "transactions are applied in zxid order, without gaps: {:#x} after {:#x}",
             hdr.zxid,
-            self.last_zxid + 1,
-            "transactions are applied in zxid order, without gaps"
+            self.last_zxid
         );
         let mut events = Vec::new();
         let applied = self.tree.apply(hdr, txn, &mut events);
@@ -1211,50 +1255,33 @@ impl Core {
         let Ok(req) = &q.req else {
             unreachable!("only decoded requests are transactions")
         };
+        if let Request::Multi(ops) = req {
+            if ops.iter().any(MultiOp::is_read) {
+                let r = error_reply(q.xid, self.last_zxid, ErrorCode::MarshallingError, false);
+                self.reply(conn_id, "MULT", q.xid, r, q.permit, q.received);
+                return;
+            }
+        }
+        let kind = match req {
+            Request::Multi(ops) => ReplyKind::Multi(ops.iter().map(MultiOp::op_code).collect()),
+            Request::CloseSession => ReplyKind::Close,
+            Request::Create(_) => ReplyKind::Create,
+            Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_) => {
+                ReplyKind::Create2
+            }
+            Request::SetData(_) | Request::SetAcl(_) => ReplyKind::Stat,
+            _ => ReplyKind::Empty,
+        };
+        if let Some(leader) = self.ensemble.as_ref().and_then(|e| e.leader_to_forward()) {
+            self.forward_write(leader, conn_id, session_id, q, kind);
+            return;
+        }
         let ids = self
             .conns
             .get(&conn_id)
             .map(|c| c.ids.clone())
             .unwrap_or_default();
-        let ctx = Ctx {
-            session_id,
-            ids: &ids,
-            extended_types: self.cfg.extended_types_enabled,
-        };
-        let mut prep = Prep::new(&self.tree, &self.outstanding);
-        let (txn, kind) = match req {
-            Request::Multi(ops) => {
-                if ops.iter().any(MultiOp::is_read) {
-                    let r = error_reply(q.xid, self.last_zxid, ErrorCode::MarshallingError, false);
-                    self.reply(conn_id, "MULT", q.xid, r, q.permit, q.received);
-                    return;
-                }
-                let writes: Vec<WriteOp<'_>> = ops.iter().filter_map(WriteOp::from_multi).collect();
-                let kinds = ops.iter().map(MultiOp::op_code).collect();
-                (prep.multi(&ctx, &writes), ReplyKind::Multi(kinds))
-            }
-            Request::CloseSession => {
-                self.sessions.set_closing(session_id);
-                (Txn::CloseSession { session_id }, ReplyKind::Close)
-            }
-            _ => {
-                let op = WriteOp::from_request(req)
-                    .unwrap_or_else(|| unreachable!("is_txn covers exactly these requests"));
-                let kind = match req {
-                    Request::Create(_) => ReplyKind::Create,
-                    Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_) => {
-                        ReplyKind::Create2
-                    }
-                    Request::SetData(_) | Request::SetAcl(_) => ReplyKind::Stat,
-                    _ => ReplyKind::Empty,
-                };
-                (
-                    prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code())),
-                    kind,
-                )
-            }
-        };
-        let changes = prep.into_changes();
+        let (txn, changes) = self.prepare(session_id, &ids, req);
         if let Some(c) = self.conns.get_mut(&conn_id) {
             c.inflight_writes += 1;
         }
@@ -1272,13 +1299,42 @@ impl Core {
         );
     }
 
+    /// Turns a write into a transaction, checked against the tree and the transactions in flight.
+    pub(crate) fn prepare(
+        &mut self,
+        session_id: i64,
+        ids: &[Id],
+        req: &Request,
+    ) -> (Txn, HashMap<String, Option<crate::prep::View>>) {
+        let ctx = Ctx {
+            session_id,
+            ids,
+            extended_types: self.cfg.extended_types_enabled,
+        };
+        let mut prep = Prep::new(&self.tree, &self.outstanding);
+        let txn = match req {
+            Request::Multi(ops) => {
+                let writes: Vec<WriteOp<'_>> = ops.iter().filter_map(WriteOp::from_multi).collect();
+                prep.multi(&ctx, &writes)
+            }
+            Request::CloseSession => Txn::CloseSession { session_id },
+            _ => match WriteOp::from_request(req) {
+                Some(op) => prep.op(&ctx, &op).unwrap_or_else(|e| Txn::Error(e.code())),
+                None => Txn::Error(ErrorCode::MarshallingError.code()),
+            },
+        };
+        let changes = prep.into_changes();
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session_id);
+        }
+        (txn, changes)
+    }
+
     // === snapshots ===
 
-    fn start_snapshot(&mut self) {
-        self.applied_since_snapshot = 0;
-        self.snapshot_due = Self::pick_snapshot_due(self.cfg.snap_count);
-        self.snapshot_running = true;
-        let image = SnapshotImage {
+    /// The applied state as a snapshot image (cheap: the tree is a persistent map).
+    pub(crate) fn snapshot_image(&self) -> SnapshotImage {
+        SnapshotImage {
             zxid: self.last_zxid,
             nodes: self.tree.image(),
             sessions: self
@@ -1291,7 +1347,14 @@ impl Core {
                     passwd: s.passwd,
                 })
                 .collect(),
-        };
+        }
+    }
+
+    pub(crate) fn start_snapshot(&mut self) {
+        self.applied_since_snapshot = 0;
+        self.snapshot_due = Self::pick_snapshot_due(self.cfg.snap_count);
+        self.snapshot_running = true;
+        let image = self.snapshot_image();
         // Later records go to a new segment, so old segments can be purged once covered.
         self.log.roll();
         let dir = self.cfg.data_dir.clone();
@@ -1348,6 +1411,15 @@ impl Core {
 
     fn on_tick(&mut self) {
         let now = self.now_ms();
+        self.maybe_purge(now);
+        if let Some(e) = &self.ensemble {
+            if !e.is_leader() {
+                // Only the leader expires sessions and reaps containers; learners tell it which
+                // sessions are alive here.
+                self.relay_touches();
+                return;
+            }
+        }
         for session_id in self.sessions.expired(now) {
             tracing::info!(
                 session = format_args!("0x{session_id:x}"),
@@ -1370,7 +1442,6 @@ impl Core {
             self.last_container_check_ms = now;
             self.reap_containers();
         }
-        self.maybe_purge(now);
     }
 
     /// Deletes empty containers and expired TTL nodes (`ContainerManager`).

@@ -105,6 +105,24 @@ impl SessionTracker {
         self.touch(id, now_ms);
     }
 
+    /// Forgets every session (a learner installing the leader's snapshot).
+    pub fn clear(&mut self) {
+        self.sessions.clear();
+    }
+
+    /// Gives every session a full timeout from `now_ms` and reopens any marked closing: a new
+    /// leader heard nothing of the sessions' recent activity, and their closes may never have
+    /// committed.
+    pub fn restart_deadlines(&mut self, now_ms: u64) {
+        let ids: Vec<i64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.closing = false;
+            }
+            self.touch(id, now_ms);
+        }
+    }
+
     /// Marks a session as closing so that no request of it is served any more.
     pub fn set_closing(&mut self, id: i64) {
         if let Some(s) = self.sessions.get_mut(&id) {

@@ -25,8 +25,14 @@ pub struct Recovered {
     pub tree: DataTree,
     /// Live sessions.
     pub sessions: Vec<SessionRecord>,
-    /// The last zxid in the recovered history.
+    /// The last zxid in the recovered history (the log's last record).
     pub last_zxid: i64,
+    /// The last zxid applied to `tree`: `last_zxid`, or for an ensemble member (which does not
+    /// replay), the snapshot's.
+    pub applied_zxid: i64,
+    /// For an ensemble member: the log records after the snapshot, not applied. Which of them are
+    /// committed is for the leader to say.
+    pub unapplied: Vec<(i64, Vec<u8>)>,
     /// The snapshot loaded, if any.
     pub snapshot: Option<(PathBuf, i64)>,
     /// The zxid range replayed from the log, if any.
@@ -43,7 +49,18 @@ pub fn plan(
     snap_dir: &Path,
     log_dir: &Path,
 ) -> Result<Recovered, StorageError> {
-    run(backend, snap_dir, log_dir, false)
+    run(backend, snap_dir, log_dir, false, true)
+}
+
+/// Recovery for an ensemble member: loads the snapshot but does not replay the log. The records
+/// after the snapshot come back in [`Recovered::unapplied`]: the log's tail may hold proposals
+/// that were never committed, and only the leader knows which were.
+pub fn recover_unapplied(
+    backend: &dyn Backend,
+    snap_dir: &Path,
+    log_dir: &Path,
+) -> Result<Recovered, StorageError> {
+    run(backend, snap_dir, log_dir, true, false)
 }
 
 /// Recovers, truncating a torn tail in place.
@@ -52,7 +69,7 @@ pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
 ) -> Result<Recovered, StorageError> {
-    run(backend, snap_dir, log_dir, true)
+    run(backend, snap_dir, log_dir, true, true)
 }
 
 fn run(
@@ -60,6 +77,7 @@ fn run(
     snap_dir: &Path,
     log_dir: &Path,
     repair: bool,
+    apply: bool,
 ) -> Result<Recovered, StorageError> {
     backend
         .create_dir_all(snap_dir)
@@ -117,7 +135,12 @@ fn run(
     };
 
     let mut events = Vec::new();
+    let mut unapplied = Vec::new();
     let replay = replay_log(backend, log_dir, snap_zxid, repair, |path, rec, payload| {
+        if !apply {
+            unapplied.push((rec.zxid, payload.to_vec()));
+            return Ok(());
+        }
         let (hdr, txn) = decode_txn(rec.zxid, payload).map_err(|e| {
             StorageError::corrupt(
                 path,
@@ -153,6 +176,8 @@ fn run(
         tree,
         sessions: sessions.into_values().collect(),
         last_zxid: replay.last_zxid,
+        applied_zxid: if apply { replay.last_zxid } else { snap_zxid },
+        unapplied,
         snapshot,
         replayed: replay.replayed,
         tail: replay.tail,

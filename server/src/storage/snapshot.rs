@@ -79,32 +79,50 @@ pub fn list_snapshots(
     Ok(snaps)
 }
 
-/// Streams bytes to a file through a buffer, keeping a running CRC.
-struct Writer<'a> {
-    file: &'a mut dyn FileHandle,
-    path: &'a Path,
-    buf: Vec<u8>,
-    pos: u64,
-    crc: u32,
+/// Encodes `image` in chunks of about 1 MiB, handing each to `emit`; returns the CRC32C of
+/// everything emitted (the trailer, which the caller appends).
+fn stream(
+    image: &SnapshotImage,
+    mut emit: impl FnMut(&[u8]) -> Result<(), StorageError>,
+) -> Result<u32, StorageError> {
+    let mut crc = 0u32;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut flush = |buf: &mut Vec<u8>| -> Result<(), StorageError> {
+        crc = crc32c::crc32c_append(crc, buf);
+        emit(buf)?;
+        buf.clear();
+        Ok(())
+    };
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_be_bytes());
+    write_i64(&mut buf, image.zxid);
+    write_i64(&mut buf, image.nodes.len() as i64);
+    for (path, node) in image.nodes.iter() {
+        encode_node(path, node, &mut buf);
+        if buf.len() >= 1 << 20 {
+            flush(&mut buf)?;
+        }
+    }
+    write_i32(&mut buf, image.sessions.len() as i32);
+    for s in &image.sessions {
+        write_i64(&mut buf, s.id);
+        write_i32(&mut buf, s.timeout_ms);
+        write_buffer(&mut buf, Some(&s.passwd));
+    }
+    flush(&mut buf)?;
+    Ok(crc)
 }
 
-impl Writer<'_> {
-    fn maybe_flush(&mut self) -> Result<(), StorageError> {
-        if self.buf.len() >= 1 << 20 {
-            self.flush()?;
-        }
+/// The whole file's bytes in memory: what a leader sends a learner by SNAP.
+pub fn encode(image: &SnapshotImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    let crc = stream(image, |chunk| {
+        out.extend_from_slice(chunk);
         Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StorageError> {
-        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
-        self.file
-            .write_at(self.pos, &self.buf)
-            .map_err(StorageError::io("write", self.path))?;
-        self.pos += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
+    })
+    .expect("encoding into memory cannot fail");
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
 }
 
 fn encode_node(path: &str, n: &Node, out: &mut Vec<u8>) {
@@ -127,41 +145,51 @@ pub fn write(
     dir: &Path,
     image: &SnapshotImage,
 ) -> Result<PathBuf, StorageError> {
+    write_file(backend, dir, image.zxid, |file, tmp| {
+        let mut pos = 0u64;
+        let crc = stream(image, |chunk| {
+            file.write_at(pos, chunk)
+                .map_err(StorageError::io("write", tmp))?;
+            pos += chunk.len() as u64;
+            Ok(())
+        })?;
+        file.write_at(pos, &crc.to_be_bytes())
+            .map_err(StorageError::io("write", tmp))
+    })
+}
+
+/// Writes a snapshot received as bytes ([`encode`]'s output, already verified by [`read`]) as
+/// `snapshot.<zxid>`, durably, in the same steps as [`write`].
+pub fn write_encoded(
+    backend: &dyn Backend,
+    dir: &Path,
+    zxid: i64,
+    bytes: &[u8],
+) -> Result<PathBuf, StorageError> {
+    write_file(backend, dir, zxid, |file, tmp| {
+        file.write_at(0, bytes)
+            .map_err(StorageError::io("write", tmp))
+    })
+}
+
+/// Creates `snapshot.<zxid>.tmp`, lets `fill` write it, then fsyncs it, renames it into place and
+/// fsyncs the directory: a crash leaves no snapshot or a complete one under its final name.
+fn write_file(
+    backend: &dyn Backend,
+    dir: &Path,
+    zxid: i64,
+    fill: impl FnOnce(&mut dyn FileHandle, &Path) -> Result<(), StorageError>,
+) -> Result<PathBuf, StorageError> {
     backend
         .create_dir_all(dir)
         .map_err(StorageError::io("create directory", dir))?;
-    let name = snapshot_name(image.zxid);
+    let name = snapshot_name(zxid);
     let final_path = in_dir(dir, &name);
     let tmp = in_dir(dir, &format!("{name}.tmp"));
     let mut file = backend
         .create(&tmp)
         .map_err(StorageError::io("create", &tmp))?;
-    let mut w = Writer {
-        file: file.as_mut(),
-        path: &tmp,
-        buf: Vec::with_capacity(1 << 20),
-        pos: 0,
-        crc: 0,
-    };
-    w.buf.extend_from_slice(MAGIC);
-    w.buf.extend_from_slice(&VERSION.to_be_bytes());
-    write_i64(&mut w.buf, image.zxid);
-    write_i64(&mut w.buf, image.nodes.len() as i64);
-    for (path, node) in image.nodes.iter() {
-        encode_node(path, node, &mut w.buf);
-        w.maybe_flush()?;
-    }
-    write_i32(&mut w.buf, image.sessions.len() as i32);
-    for s in &image.sessions {
-        write_i64(&mut w.buf, s.id);
-        write_i32(&mut w.buf, s.timeout_ms);
-        write_buffer(&mut w.buf, Some(&s.passwd));
-    }
-    w.flush()?;
-    let crc = w.crc;
-    let end = w.pos;
-    file.write_at(end, &crc.to_be_bytes())
-        .map_err(StorageError::io("write", &tmp))?;
+    fill(file.as_mut(), &tmp)?;
     file.sync_data()
         .map_err(StorageError::io("fdatasync", &tmp))?;
     drop(file);

@@ -5,18 +5,61 @@
 //! zxid. Many concurrent writes therefore share one sync. After a failure it reports the error
 //! once and stops: nothing after a failed sync is ever reported durable.
 
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
+use super::backend::Backend;
+use super::epoch::{self, Epochs};
 use super::txn_log::TxnLog;
-use super::StorageError;
+use super::{snapshot, StorageError};
 
 /// The most appends folded into one sync, to bound the latency of a batch.
 const MAX_BATCH: usize = 10_000;
 
+/// A ZAB store operation (`zab::StoreOp`, in the log's terms).
+#[derive(Debug)]
+pub enum StoreCmd {
+    /// Append these records.
+    Append(Vec<(i64, Bytes)>),
+    /// Drop every record after this zxid.
+    Truncate(i64),
+    /// Drop records after `zxid`, write the snapshot, continue the log after `zxid`.
+    Install {
+        /// The snapshot's zxid.
+        zxid: i64,
+        /// The snapshot file's bytes, already verified.
+        image: Bytes,
+    },
+    /// Write the epoch files.
+    Epochs(Epochs),
+}
+
 enum Cmd {
     Append(i64, Vec<u8>),
     Roll,
+    Store(u64, StoreCmd),
+}
+
+/// What a durable batch covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    /// The last durable log record.
+    pub zxid: i64,
+    /// The last store operation now complete, if the batch held any.
+    pub seq: Option<u64>,
+}
+
+/// Where the store operations that are not log appends write: snapshots and epoch files.
+pub struct StoreDirs {
+    /// The storage backend.
+    pub backend: Arc<dyn Backend>,
+    /// The snapshot (and epoch) directory.
+    pub snap_dir: PathBuf,
+    /// The epochs on disk when the writer starts.
+    pub epochs: Epochs,
 }
 
 /// Handle on the writer thread. Dropping it lets the thread finish its queue and exit.
@@ -25,14 +68,63 @@ pub struct LogWriter {
     thread: Option<JoinHandle<()>>,
 }
 
+struct State {
+    log: TxnLog,
+    dirs: Option<StoreDirs>,
+}
+
+impl State {
+    fn run(&mut self, cmd: Cmd) -> Result<(), StorageError> {
+        match cmd {
+            Cmd::Append(zxid, payload) => self.log.append(zxid, &payload),
+            Cmd::Roll => self.log.roll(),
+            Cmd::Store(_, StoreCmd::Append(entries)) => {
+                for (zxid, payload) in entries {
+                    self.log.append(zxid, &payload)?;
+                }
+                Ok(())
+            }
+            Cmd::Store(_, StoreCmd::Truncate(zxid)) => self.log.truncate_after(zxid),
+            Cmd::Store(_, StoreCmd::Install { zxid, image }) => {
+                // Drop the records after the snapshot first: a crash before the snapshot is
+                // written then leaves an older, valid history, never records after the snapshot
+                // point from another history that recovery would replay on top of it.
+                self.log.truncate_after(zxid)?;
+                let dirs = self.dirs();
+                snapshot::write_encoded(dirs.backend.as_ref(), &dirs.snap_dir, zxid, &image)?;
+                Ok(())
+            }
+            Cmd::Store(_, StoreCmd::Epochs(new)) => {
+                // Everything logged so far must be durable before the epoch that vouches for it.
+                self.log.sync()?;
+                let dirs = self
+                    .dirs
+                    .as_mut()
+                    .expect("epoch writes need the store directories");
+                epoch::write(dirs.backend.as_ref(), &dirs.snap_dir, dirs.epochs, new)?;
+                dirs.epochs = new;
+                Ok(())
+            }
+        }
+    }
+
+    fn dirs(&self) -> &StoreDirs {
+        self.dirs
+            .as_ref()
+            .expect("snapshot installs need the store directories")
+    }
+}
+
 impl LogWriter {
-    /// Starts the thread. `on_sync` gets `Ok(zxid)` after each durable batch, or the error that
-    /// stopped the writer.
+    /// Starts the thread. `on_sync` gets the durable point after each batch, or the error that
+    /// stopped the writer. `dirs` is needed for ZAB's snapshot installs and epoch writes.
     pub fn spawn(
-        mut log: TxnLog,
-        mut on_sync: impl FnMut(Result<i64, StorageError>) + Send + 'static,
+        log: TxnLog,
+        dirs: Option<StoreDirs>,
+        mut on_sync: impl FnMut(Result<Synced, StorageError>) + Send + 'static,
     ) -> LogWriter {
         let (tx, rx) = mpsc::channel::<Cmd>();
+        let mut state = State { log, dirs };
         let thread = std::thread::Builder::new()
             .name("rookery-log".into())
             .spawn(move || {
@@ -45,17 +137,20 @@ impl LogWriter {
                         }
                     }
                     let mut result = Ok(());
+                    let mut seq = None;
                     for cmd in cmds {
-                        result = match cmd {
-                            Cmd::Append(zxid, payload) => log.append(zxid, &payload),
-                            Cmd::Roll => log.roll(),
+                        let this = match &cmd {
+                            Cmd::Store(s, _) => Some(*s),
+                            _ => None,
                         };
+                        result = state.run(cmd);
                         if result.is_err() {
                             break;
                         }
+                        seq = this.or(seq);
                     }
-                    match result.and_then(|()| log.sync()) {
-                        Ok(zxid) => on_sync(Ok(zxid)),
+                    match result.and_then(|()| state.log.sync()) {
+                        Ok(zxid) => on_sync(Ok(Synced { zxid, seq })),
                         Err(e) => {
                             on_sync(Err(e));
                             return;
@@ -74,6 +169,11 @@ impl LogWriter {
     pub fn append(&self, zxid: i64, payload: Vec<u8>) {
         // A send error means the thread stopped after a failure it has already reported.
         let _ = self.tx.send(Cmd::Append(zxid, payload));
+    }
+
+    /// Queues a ZAB store operation; its completion is reported as `Synced::seq`.
+    pub fn store(&self, seq: u64, cmd: StoreCmd) {
+        let _ = self.tx.send(Cmd::Store(seq, cmd));
     }
 
     /// Starts a new segment after the records queued so far.
@@ -105,8 +205,10 @@ mod tests {
         let log = TxnLog::open(Arc::new(b.clone()), Path::new("/l"), 8192, 0, None).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let w = LogWriter::spawn(log, move |r| {
-            s.lock().unwrap().push(r.map_err(|e| e.to_string()))
+        let w = LogWriter::spawn(log, None, move |r| {
+            s.lock()
+                .unwrap()
+                .push(r.map(|s| s.zxid).map_err(|e| e.to_string()))
         });
         for z in 1..=500 {
             w.append(z, vec![1, 2, 3]);
@@ -124,7 +226,7 @@ mod tests {
         b.fail_syncs();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let w = LogWriter::spawn(log, move |r| s.lock().unwrap().push(r.is_ok()));
+        let w = LogWriter::spawn(log, None, move |r| s.lock().unwrap().push(r.is_ok()));
         w.append(1, vec![1]);
         w.append(2, vec![1]);
         w.close();

@@ -55,6 +55,16 @@ pub(crate) struct Handler {
     pub(crate) matched: Zxid,
 }
 
+impl Handler {
+    /// Acknowledged NEWLEADER: its history is durable and it is in step with the leader.
+    pub(crate) fn is_synced(&self) -> bool {
+        matches!(
+            self.state,
+            HandlerState::NewLeaderAcked | HandlerState::UpToDate
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Leader {
     pub(crate) started: u64,

@@ -48,6 +48,13 @@ pub enum Input {
         /// The last durable store operation.
         seq: u64,
     },
+    /// The transport lost its connection from `peer` (ZooKeeper's learner sees its socket to the
+    /// leader close). A learner whose leader this is goes back to electing at once instead of
+    /// waiting out `sync_limit_ticks`; anything else ignores it. Only liveness depends on it.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
 }
 
 /// A store operation. The runtime executes them one after another in `seq` order, each completely
@@ -177,6 +184,11 @@ pub struct Status {
     pub election_epoch: u64,
     /// Protocol anomalies seen (see [`Node::anomalies`]).
     pub anomalies: u64,
+    /// As leader: learners connected (voters, observers).
+    pub learners: (usize, usize),
+    /// As leader: learners that acknowledged NEWLEADER and so receive every commit (voters,
+    /// observers).
+    pub synced_learners: (usize, usize),
 }
 
 /// A store operation not yet reported durable.
@@ -452,6 +464,11 @@ impl Node {
             Input::Tick => self.tick(),
             Input::Message { from, msg } => self.message(from, msg),
             Input::Persisted { seq } => self.persisted(seq),
+            Input::Disconnected { peer } => {
+                if matches!(&self.role, Role::Learning(l) if l.leader == peer) {
+                    self.apply(Next::Looking(format!("connection from leader {peer} lost")));
+                }
+            }
         }
         std::mem::take(&mut self.core.out)
     }
@@ -514,7 +531,27 @@ impl Node {
             committed_zxid: self.core.log.committed(),
             election_epoch: self.election.logical_clock,
             anomalies: self.core.anomalies,
+            learners: self.learner_counts(false),
+            synced_learners: self.learner_counts(true),
         }
+    }
+
+    fn learner_counts(&self, synced: bool) -> (usize, usize) {
+        let Role::Leading(l) = &self.role else {
+            return (0, 0);
+        };
+        let mut n = (0, 0);
+        for h in l.learners.values() {
+            if synced && !h.is_synced() {
+                continue;
+            }
+            if h.observer {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
+        n
     }
 
     /// How many protocol anomalies this server has seen, and the last one. An anomaly is a packet

@@ -1,0 +1,624 @@
+//! The request processor as an ensemble member: the runtime that drives the ZAB core
+//! ([`crate::zab::Node`]) from the server's single task.
+//!
+//! - **Writes.** The leader prepares a write against its own state, gives the transaction the
+//!   next zxid and proposes it; it is applied (and answered) when ZAB commits it. Followers and
+//!   observers forward writes to the leader ([`Relay::Forward`]) and answer them when the commit
+//!   reaches them, matching it by (session, xid) as ZooKeeper's `CommitProcessor` does.
+//! - **Reads** are served locally, behind the session's own earlier writes (the same per-session
+//!   queue as standalone), so a session always reads its own writes.
+//! - **Sessions** are global: created and closed as transactions. Only the leader expires them;
+//!   followers relay the sessions connected to them every half tick ([`Relay::Touch`]). A new
+//!   leader gives every session a full timeout, as ZooKeeper does.
+//! - **sync** asks the leader for its commit point ([`Relay::Sync`]) and answers once this member
+//!   has applied that far.
+//! - **Role changes.** A member that stops serving (electing) drops its clients, as ZooKeeper
+//!   does; they reconnect to a member that serves, keeping their sessions.
+//! - **Storage.** ZAB's store operations go to the log writer thread in order; its completions come
+//!   back as [`Event::Persisted`](crate::server::Event::Persisted).
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use rookery_proto::{Id, Reader, Request, Response};
+
+use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
+use crate::server::{Core, Plan, Queued, ReplyKind};
+use crate::storage::codec::decode_txn;
+use crate::storage::epoch::Epochs;
+use crate::storage::snapshot;
+use crate::storage::writer::StoreCmd;
+use crate::txn::Txn;
+use crate::watch::ConnId;
+use crate::zab::{self, Action, Input, Node, PeerId, RoleChange, StoreOp, Zxid};
+
+/// Zab ticks per ZooKeeper tick: the core counts time in tenths of `tickTime`, so that election
+/// (ZooKeeper's 200 ms `finalizeWait` at the default tick) and failure detection react well
+/// inside one `tickTime`.
+pub const TICKS_PER_TICK: u32 = 10;
+
+/// The ensemble side of the request processor.
+pub struct Ensemble {
+    pub(crate) node: Node,
+    net: PeerNet,
+    /// What the core last said this member is.
+    pub(crate) role: RoleChange,
+    /// Writes of this member's clients (and handshakes) waiting for their commit, per session, in
+    /// order: (xid, what to do).
+    waiting: HashMap<i64, VecDeque<(i32, Plan)>>,
+    /// Syncs forwarded to the leader, waiting for its answer.
+    forwarded_syncs: HashMap<(i64, i32), (ConnId, Queued)>,
+    /// Syncs the leader answered, waiting for this member to apply up to the zxid.
+    syncs: Vec<(i64, ConnId, Queued)>,
+    /// Zab tick length.
+    pub(crate) tick_ms: u64,
+}
+
+impl std::fmt::Debug for Ensemble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ensemble")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ensemble {
+    /// Wraps a core and its transport.
+    pub fn new(node: Node, net: PeerNet, tick_ms: u64) -> Ensemble {
+        Ensemble {
+            node,
+            net,
+            role: RoleChange::Looking,
+            waiting: HashMap::new(),
+            forwarded_syncs: HashMap::new(),
+            syncs: Vec::new(),
+            tick_ms: tick_ms.max(1),
+        }
+    }
+
+    /// Serving clients: the established leader, or a synchronized learner.
+    pub(crate) fn serving(&self) -> bool {
+        !matches!(self.role, RoleChange::Looking)
+    }
+
+    /// The leader to forward to, if this member serves as a learner.
+    pub(crate) fn leader_to_forward(&self) -> Option<PeerId> {
+        match self.role {
+            RoleChange::Following { leader, .. } | RoleChange::Observing { leader, .. } => {
+                Some(leader)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.role, RoleChange::Leading { .. })
+    }
+
+    /// The mode as `srvr` prints it.
+    pub(crate) fn mode(&self) -> &'static str {
+        match self.role {
+            RoleChange::Leading { .. } => "leader",
+            RoleChange::Following { .. } => "follower",
+            RoleChange::Observing { .. } => "observer",
+            RoleChange::Looking => "looking",
+        }
+    }
+}
+
+impl Core {
+    fn ens(&mut self) -> &mut Ensemble {
+        self.ensemble
+            .as_mut()
+            .expect("only ensemble members run this")
+    }
+
+    /// Feeds the core one input and performs what it asks.
+    pub(crate) fn zab_step(&mut self, input: Input) {
+        let actions = self.ens().node.step(input);
+        self.perform(actions);
+    }
+
+    /// Performs the core's actions, in order.
+    pub(crate) fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, msg } => self.ens().net.send(to, PeerMsg::Zab(msg)),
+                Action::SendSnapshot {
+                    to,
+                    session,
+                    epoch,
+                    seq,
+                    zxid,
+                } => {
+                    // The core asks for exactly the applied state: every commit before this
+                    // action is applied, none after.
+                    assert_eq!(
+                        zxid.to_i64(),
+                        self.last_zxid,
+                        "a snapshot is sent at the commit point"
+                    );
+                    let image = snapshot::encode(&self.snapshot_image());
+                    tracing::info!(
+                        learner = to,
+                        zxid = format_args!("{:#x}", self.last_zxid),
+                        bytes = image.len(),
+                        "sending a snapshot"
+                    );
+                    let msg = zab::Message::Peer {
+                        session,
+                        epoch,
+                        seq,
+                        packet: zab::Packet::Snap {
+                            zxid,
+                            snapshot: Bytes::from(image),
+                        },
+                    };
+                    self.ens().net.send(to, PeerMsg::Zab(msg));
+                }
+                Action::Store { seq, op } => {
+                    let cmd = match op {
+                        StoreOp::Append { entries } => StoreCmd::Append(
+                            entries
+                                .into_iter()
+                                .map(|e| (e.zxid.to_i64(), e.payload))
+                                .collect(),
+                        ),
+                        StoreOp::Truncate { after } => StoreCmd::Truncate(after.to_i64()),
+                        StoreOp::InstallSnapshot { zxid, snapshot } => {
+                            self.install_snapshot(zxid, &snapshot);
+                            StoreCmd::Install {
+                                zxid: zxid.to_i64(),
+                                image: snapshot,
+                            }
+                        }
+                        StoreOp::Epochs { accepted, current } => {
+                            StoreCmd::Epochs(Epochs { accepted, current })
+                        }
+                    };
+                    self.log.store(seq, cmd);
+                }
+                Action::Commit { entries } => self.apply_committed(entries),
+                Action::Role(role) => self.on_role(role),
+            }
+        }
+    }
+
+    /// Replaces the applied state with the leader's image (the learner is synchronizing, so no
+    /// client is connected).
+    fn install_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) {
+        let image = match snapshot::read(std::path::Path::new("<snapshot from the leader>"), bytes)
+        {
+            Ok(img) if img.zxid == zxid.to_i64() => img,
+            Ok(img) => {
+                return self.fail(format!(
+                    "the leader's snapshot holds zxid {:#x}, not {zxid}",
+                    img.zxid
+                ))
+            }
+            Err(e) => return self.fail(format!("the leader's snapshot is unreadable: {e}")),
+        };
+        tracing::info!(zxid = %zxid, nodes = image.nodes.len(), "installing the leader's snapshot");
+        let watches = std::mem::take(&mut self.tree.watches);
+        self.tree = crate::tree::DataTree::from_image(image.nodes);
+        self.tree.watches = watches;
+        let now = self.now_ms();
+        self.sessions.clear();
+        for s in &image.sessions {
+            self.sessions.add(s.id, s.timeout_ms, s.passwd, now);
+        }
+        self.last_zxid = image.zxid;
+        self.next_zxid = image.zxid;
+        self.outstanding = Default::default();
+    }
+
+    /// Stops the server: something that must never happen did, and going on could corrupt
+    /// state.
+    fn fail(&mut self, why: String) {
+        tracing::error!(error = %why, "stopping");
+        self.failed = Some(why);
+    }
+
+    /// Applies committed transactions in order and answers the local requests they carry.
+    fn apply_committed(&mut self, entries: Vec<zab::Entry>) {
+        let n = entries.len() as u64;
+        for e in entries {
+            let zxid = e.zxid.to_i64();
+            let (hdr, txn) = match decode_txn(zxid, &e.payload) {
+                Ok(pair) => pair,
+                Err(err) => {
+                    return self.fail(format!(
+                        "committed transaction {zxid:#x} does not decode: {err}"
+                    ))
+                }
+            };
+            let applied = self.commit(&hdr, &txn);
+            self.outstanding.applied(zxid);
+            match self.take_plan(hdr.session_id, hdr.cxid) {
+                Some(plan) => self.finish(zxid, &txn, plan, applied),
+                None => {
+                    if let Txn::CloseSession { session_id } = txn {
+                        // Expired by the leader while its client was connected here.
+                        if let Some(conn) = self.session_conn.get(&session_id).copied() {
+                            self.close_conn(conn);
+                        }
+                    }
+                }
+            }
+        }
+        self.answer_syncs();
+        self.applied_since_snapshot += n;
+        if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running {
+            self.start_snapshot();
+        }
+    }
+
+    fn take_plan(&mut self, session_id: i64, cxid: i32) -> Option<Plan> {
+        let ens = self.ens();
+        let q = ens.waiting.get_mut(&session_id)?;
+        if q.front().map(|(x, _)| *x) != Some(cxid) {
+            return None;
+        }
+        let (_, plan) = q.pop_front().expect("front exists");
+        if q.is_empty() {
+            ens.waiting.remove(&session_id);
+        }
+        Some(plan)
+    }
+
+    fn on_role(&mut self, role: RoleChange) {
+        tracing::info!(?role, "ensemble role changed");
+        let was_serving = self.ens().serving();
+        self.ens().role = role;
+        match role {
+            RoleChange::Looking => {
+                // As ZooKeeper: a member that is not serving has no clients. Outstanding writes
+                // have an unknown outcome; their clients learn it after reconnecting.
+                if was_serving {
+                    let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                    for c in conns {
+                        self.close_conn(c);
+                    }
+                }
+                let ens = self.ens();
+                ens.waiting.clear();
+                ens.forwarded_syncs.clear();
+                ens.syncs.clear();
+                self.outstanding = Default::default();
+            }
+            RoleChange::Leading { .. } => {
+                // Followers' touches did not reach this member: every session gets a full
+                // timeout from now, and anything it was closing before is open again (its close
+                // may never have committed).
+                let now = self.now_ms();
+                self.sessions.restart_deadlines(now);
+            }
+            RoleChange::Following { .. } | RoleChange::Observing { .. } => {}
+        }
+    }
+
+    /// Proposes a prepared transaction as leader; the plan runs at its commit. Returns false (and
+    /// undoes nothing, because nothing was done) if the core refused it.
+    pub(crate) fn propose(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        txn: Txn,
+        changes: Option<HashMap<String, Option<crate::prep::View>>>,
+        plan: Plan,
+    ) -> bool {
+        let ens = self.ens();
+        let zxid = match ens.node.next_zxid() {
+            Ok(z) => z.to_i64(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot propose");
+                self.reject(plan);
+                return false;
+            }
+        };
+        let hdr = crate::txn::TxnHeader {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: crate::server::wall_ms(),
+        };
+        let mut payload = Vec::with_capacity(128);
+        crate::storage::codec::encode_txn(&hdr, &txn, &mut payload);
+        let actions = match self.ens().node.propose(Bytes::from(payload)) {
+            Ok((z, actions)) => {
+                assert_eq!(z.to_i64(), zxid, "the proposal got the zxid announced");
+                actions
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "proposal refused");
+                self.reject(plan);
+                return false;
+            }
+        };
+        if let Some(changes) = changes {
+            self.outstanding.merge(changes, zxid);
+        }
+        self.next_zxid = zxid;
+        if !matches!(plan, Plan::Internal) {
+            self.ens()
+                .waiting
+                .entry(session_id)
+                .or_default()
+                .push_back((cxid, plan));
+        }
+        self.perform(actions);
+        true
+    }
+
+    /// A write that will not be answered: its client is dropped (it retries elsewhere).
+    fn reject(&mut self, plan: Plan) {
+        match plan {
+            Plan::Internal => {}
+            Plan::Connect { conn, .. } => self.close_conn(conn),
+            Plan::Reply { conn, .. } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.inflight_writes -= 1;
+                }
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    /// Forwards a client's write to the leader; it is answered when its commit arrives.
+    pub(crate) fn forward_write(
+        &mut self,
+        leader: PeerId,
+        conn_id: ConnId,
+        session_id: i64,
+        q: Queued,
+        kind: ReplyKind,
+    ) {
+        let Ok(req) = &q.req else {
+            unreachable!("only decoded requests are writes")
+        };
+        let ids = self
+            .conns
+            .get(&conn_id)
+            .map(|c| c.ids.clone())
+            .unwrap_or_default();
+        let mut body = Vec::new();
+        req.encode(&mut body);
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session_id);
+        }
+        let msg = Relay::Forward {
+            session_id,
+            cxid: q.xid,
+            ids,
+            op: req.op_code().code(),
+            body: Bytes::from(body),
+        };
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.inflight_writes += 1;
+        }
+        let xid = q.xid;
+        let ens = self.ens();
+        ens.net.send(leader, PeerMsg::Relay(msg));
+        ens.waiting.entry(session_id).or_default().push_back((
+            xid,
+            Plan::Reply {
+                conn: conn_id,
+                q,
+                kind,
+            },
+        ));
+    }
+
+    /// Forwards a new session to the leader; the handshake is answered at its commit.
+    pub(crate) fn forward_create_session(
+        &mut self,
+        leader: PeerId,
+        session_id: i64,
+        timeout_ms: i32,
+        passwd: [u8; 16],
+        plan: Plan,
+    ) {
+        let ens = self.ens();
+        ens.net.send(
+            leader,
+            PeerMsg::Relay(Relay::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            }),
+        );
+        ens.waiting
+            .entry(session_id)
+            .or_default()
+            .push_back((0, plan));
+    }
+
+    /// A follower's `sync`: ask the leader for its commit point.
+    pub(crate) fn forward_sync(
+        &mut self,
+        leader: PeerId,
+        conn_id: ConnId,
+        session_id: i64,
+        q: Queued,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.inflight_writes += 1;
+        }
+        let cxid = q.xid;
+        let ens = self.ens();
+        ens.net
+            .send(leader, PeerMsg::Relay(Relay::Sync { session_id, cxid }));
+        ens.forwarded_syncs.insert((session_id, cxid), (conn_id, q));
+    }
+
+    /// Answers the syncs whose zxid this member has applied.
+    fn answer_syncs(&mut self) {
+        let last = self.last_zxid;
+        let ens = self.ens();
+        if ens.syncs.iter().all(|(z, _, _)| *z > last) {
+            return;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ens.syncs)
+            .into_iter()
+            .partition(|(z, _, _)| *z <= last);
+        ens.syncs = rest;
+        for (_, conn, q) in due {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.inflight_writes -= 1;
+            }
+            let path = match &q.req {
+                Ok(Request::Sync(r)) => r.path.clone(),
+                _ => String::new(),
+            };
+            let reply = (
+                q.xid,
+                last,
+                0,
+                Response::Path(rookery_proto::PathResponse { path }),
+                false,
+            );
+            self.reply(conn, "SYNC", q.xid, reply, q.permit, q.received);
+            self.drain(conn);
+        }
+    }
+
+    /// A message from another member.
+    pub(crate) fn on_peer(&mut self, inc: Incoming) {
+        let Incoming { from, msg } = inc;
+        match msg {
+            None => self.zab_step(Input::Disconnected { peer: from }),
+            Some(PeerMsg::Zab(msg)) => self.zab_step(Input::Message { from, msg }),
+            Some(PeerMsg::Relay(r)) => self.on_relay(from, r),
+        }
+    }
+
+    fn on_relay(&mut self, from: PeerId, r: Relay) {
+        let leader = self.ens().is_leader();
+        match r {
+            Relay::Forward {
+                session_id,
+                cxid,
+                ids,
+                op,
+                body,
+            } if leader => self.on_forward(from, session_id, cxid, &ids, op, &body),
+            Relay::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            } if leader => {
+                let txn = Txn::CreateSession {
+                    session_id,
+                    timeout_ms,
+                    passwd,
+                };
+                if !self.propose(session_id, 0, txn, None, Plan::Internal) {
+                    self.send_relay(
+                        from,
+                        Relay::Rejected {
+                            session_id,
+                            cxid: 0,
+                        },
+                    );
+                }
+            }
+            Relay::Touch { sessions } if leader => {
+                let now = self.now_ms();
+                for s in sessions {
+                    self.sessions.touch(s, now);
+                }
+            }
+            Relay::Sync { session_id, cxid } if leader => {
+                let zxid = self.last_zxid;
+                self.send_relay(
+                    from,
+                    Relay::Synced {
+                        session_id,
+                        cxid,
+                        zxid,
+                    },
+                );
+            }
+            Relay::Forward {
+                session_id, cxid, ..
+            }
+            | Relay::Sync { session_id, cxid } => {
+                // Not the leader (any more): the sender will find out by election.
+                self.send_relay(from, Relay::Rejected { session_id, cxid });
+            }
+            Relay::CreateSession { session_id, .. } => self.send_relay(
+                from,
+                Relay::Rejected {
+                    session_id,
+                    cxid: 0,
+                },
+            ),
+            Relay::Touch { .. } => {}
+            Relay::Synced {
+                session_id,
+                cxid,
+                zxid,
+            } => {
+                if let Some((conn, q)) = self.ens().forwarded_syncs.remove(&(session_id, cxid)) {
+                    self.ens().syncs.push((zxid, conn, q));
+                    self.answer_syncs();
+                }
+            }
+            Relay::Rejected { session_id, cxid } => {
+                if let Some((conn, _)) = self.ens().forwarded_syncs.remove(&(session_id, cxid)) {
+                    self.close_conn(conn);
+                } else if let Some(plan) = self.take_plan(session_id, cxid) {
+                    self.reject(plan);
+                }
+            }
+        }
+    }
+
+    fn send_relay(&mut self, to: PeerId, r: Relay) {
+        self.ens().net.send(to, PeerMsg::Relay(r));
+    }
+
+    /// The leader prepares a follower's write against its own state and proposes it.
+    fn on_forward(
+        &mut self,
+        from: PeerId,
+        session_id: i64,
+        cxid: i32,
+        ids: &[Id],
+        op: i32,
+        body: &[u8],
+    ) {
+        let now = self.now_ms();
+        let req = Request::decode(op, &mut Reader::new(body));
+        let ok = match req {
+            Ok(req) if self.sessions.touch(session_id, now) => {
+                let (txn, changes) = self.prepare(session_id, ids, &req);
+                self.propose(session_id, cxid, txn, Some(changes), Plan::Internal)
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(peer = from, error = %e, "forwarded request does not decode");
+                false
+            }
+        };
+        if !ok {
+            self.send_relay(from, Relay::Rejected { session_id, cxid });
+        }
+    }
+
+    /// A learner's half tick: tell the leader which sessions are connected here.
+    pub(crate) fn relay_touches(&mut self) {
+        let Some(leader) = self.ensemble.as_ref().and_then(Ensemble::leader_to_forward) else {
+            return;
+        };
+        let sessions: Vec<i64> = self.session_conn.keys().copied().collect();
+        for chunk in sessions.chunks(crate::quorum::relay::MAX_TOUCHES) {
+            self.send_relay(
+                leader,
+                Relay::Touch {
+                    sessions: chunk.to_vec(),
+                },
+            );
+        }
+    }
+}

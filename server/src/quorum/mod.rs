@@ -1,0 +1,427 @@
+//! The ensemble's peer transport (ZooKeeper's `QuorumCnxManager` and learner sockets).
+//!
+//! Every member listens on its election port and its quorum port (`server.N=host:quorum:election`).
+//! Connections are one-way: each member dials every other member on both ports and only ever
+//! writes to the connections it dialled, and only reads from those it accepted. So there is never
+//! a race over which of two connections between a pair to keep, and each direction is one ordered
+//! TCP stream. Election notifications go over the election connection, everything else (ZAB
+//! session packets and the request path, [`Relay`]) over the quorum connection, each in order.
+//!
+//! Losing messages is fine: ZAB ends a session that misses a packet and re-establishes it, and
+//! election notifications are resent. So a message queued while its peer is unreachable, or when
+//! the queue is full, is dropped rather than buffered without bound.
+//!
+//! Frames: `len:u32 kind:u8 body`; kind 0 is a ZAB message ([`crate::zab::wire`]), kind 1 a
+//! [`Relay`]. A connection opens with `"RKQP" version:u8 sender:u64`. Peers are not authenticated
+//! (as ZooKeeper without quorum SASL): the quorum ports belong on a private network.
+
+pub mod relay;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rookery_client::resolve::Resolver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use relay::Relay;
+
+use crate::config::Peer;
+use crate::zab::{self, PeerId};
+
+/// The largest peer frame. Snapshots travel in one frame, so this bounds the data tree an
+/// ensemble can synchronize by SNAP.
+pub const MAX_PEER_FRAME: usize = 1 << 30;
+/// Messages queued for one peer connection before more are dropped.
+const QUEUE_PER_PEER: usize = 64 * 1024;
+const MAGIC: &[u8; 4] = b"RKQP";
+const VERSION: u8 = 1;
+const KIND_ZAB: u8 = 0;
+const KIND_RELAY: u8 = 1;
+/// How long a dial or a hello may take.
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Back-off between dials of an unreachable peer.
+const REDIAL_MIN_MS: u64 = 50;
+const REDIAL_MAX_MS: u64 = 1_000;
+
+/// A message between members.
+#[derive(Debug, Clone)]
+pub enum PeerMsg {
+    /// Consensus.
+    Zab(zab::Message),
+    /// The request path.
+    Relay(Relay),
+}
+
+impl PeerMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            PeerMsg::Zab(m) => {
+                out.push(KIND_ZAB);
+                zab::wire::encode_into(m, out);
+            }
+            PeerMsg::Relay(r) => {
+                out.push(KIND_RELAY);
+                r.encode(out);
+            }
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn decode(body: &[u8]) -> Result<PeerMsg, String> {
+        match body.split_first() {
+            Some((&KIND_ZAB, rest)) => zab::wire::decode(rest)
+                .map(PeerMsg::Zab)
+                .map_err(|e| e.to_string()),
+            Some((&KIND_RELAY, rest)) => Relay::decode(rest)
+                .map(PeerMsg::Relay)
+                .map_err(|e| e.to_string()),
+            Some((k, _)) => Err(format!("unknown frame kind {k}")),
+            None => Err("empty frame".into()),
+        }
+    }
+
+    fn is_election(&self) -> bool {
+        matches!(self, PeerMsg::Zab(zab::Message::Notification(_)))
+    }
+}
+
+/// What the transport hands the server.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The sender, as its hello said.
+    pub from: PeerId,
+    /// The message, or `None`: a connection from the sender to the quorum port ended (the
+    /// sender may have died; a learner whose leader it is elects again at once).
+    pub msg: Option<PeerMsg>,
+}
+
+/// The sending side: one queue per peer and port.
+#[derive(Debug, Clone)]
+pub struct PeerNet {
+    election: Arc<BTreeMap<PeerId, mpsc::Sender<PeerMsg>>>,
+    quorum: Arc<BTreeMap<PeerId, mpsc::Sender<PeerMsg>>>,
+}
+
+impl PeerNet {
+    /// Queues `msg` for `to`; drops it if the queue is full or the peer unknown.
+    pub fn send(&self, to: PeerId, msg: PeerMsg) {
+        let queues = if msg.is_election() {
+            &self.election
+        } else {
+            &self.quorum
+        };
+        if let Some(q) = queues.get(&to) {
+            if q.try_send(msg).is_err() {
+                tracing::debug!(peer = to, "peer queue full; dropping a message");
+            }
+        }
+    }
+}
+
+/// Where a member's ports are.
+async fn resolve(resolver: &Resolver, host: &str) -> Option<IpAddr> {
+    match resolver.resolve(host).await {
+        Ok(addrs) => addrs.first().copied(),
+        Err(e) => {
+            tracing::debug!(host, error = %e, "cannot resolve a member");
+            None
+        }
+    }
+}
+
+/// Binds this member's ports and starts a dialler per peer and port. Incoming messages go to
+/// `incoming`. Everything stops when `shutdown` is cancelled.
+///
+/// # Errors
+/// A port cannot be bound.
+pub async fn start(
+    my_id: PeerId,
+    members: &[Peer],
+    incoming: mpsc::Sender<Incoming>,
+    shutdown: CancellationToken,
+) -> std::io::Result<PeerNet> {
+    let resolver = Arc::new(Resolver::new(None)?);
+    let me = members
+        .iter()
+        .find(|p| p.id == my_id)
+        .ok_or_else(|| std::io::Error::other(format!("server.{my_id} is not in the ensemble")))?;
+    // Listen on the address of our own server line, as ZooKeeper does; a name that does not
+    // resolve (yet) falls back to every address.
+    let ip = resolve(&resolver, &me.host)
+        .await
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    for port in [me.election_port, me.quorum_port] {
+        let addr = SocketAddr::new(ip, port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("binding the peer port {addr}: {e}"))
+        })?;
+        tracing::info!(%addr, "listening for ensemble members");
+        let members: Vec<PeerId> = members.iter().map(|p| p.id).collect();
+        tokio::spawn(accept_loop(
+            listener,
+            members,
+            port == me.quorum_port,
+            incoming.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let mut election = BTreeMap::new();
+    let mut quorum = BTreeMap::new();
+    for peer in members.iter().filter(|p| p.id != my_id) {
+        for (port, map) in [
+            (peer.election_port, &mut election),
+            (peer.quorum_port, &mut quorum),
+        ] {
+            let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
+            map.insert(peer.id, tx);
+            let span = tracing::info_span!("peer", id = peer.id, port);
+            tokio::spawn(
+                dial_loop(
+                    my_id,
+                    peer.host.clone(),
+                    port,
+                    resolver.clone(),
+                    rx,
+                    shutdown.clone(),
+                )
+                .instrument(span),
+            );
+        }
+    }
+    Ok(PeerNet {
+        election: Arc::new(election),
+        quorum: Arc::new(quorum),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    members: Vec<PeerId>,
+    report_loss: bool,
+    incoming: mpsc::Sender<Incoming>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let (members, incoming, shutdown) = (members.clone(), incoming.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut from = None;
+            tokio::select! {
+                r = read_peer(stream, &members, &incoming, &mut from) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%addr, error = %e, "peer connection ended");
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
+            if let (true, Some(from)) = (report_loss, from) {
+                let _ = incoming.send(Incoming { from, msg: None }).await;
+            }
+        });
+    }
+}
+
+async fn read_peer(
+    mut stream: TcpStream,
+    members: &[PeerId],
+    incoming: &mpsc::Sender<Incoming>,
+    sender: &mut Option<PeerId>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut hello = [0u8; 13];
+    tokio::time::timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        stream.read_exact(&mut hello),
+    )
+    .await
+    .map_err(|_| "no hello".to_string())?
+    .map_err(|e| e.to_string())?;
+    if &hello[..4] != MAGIC || hello[4] != VERSION {
+        return Err("not a rookery peer (bad hello)".into());
+    }
+    let from = u64::from_be_bytes(hello[5..13].try_into().expect("8 bytes"));
+    if !members.contains(&from) {
+        return Err(format!("server.{from} is not a member"));
+    }
+    *sender = Some(from);
+    let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
+    let mut body = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        stream
+            .read_exact(&mut len)
+            .await
+            .map_err(|e| e.to_string())?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_PEER_FRAME {
+            return Err(format!("server.{from} sent a {len}-byte frame"));
+        }
+        body.resize(len, 0);
+        stream
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let msg = PeerMsg::decode(&body).map_err(|e| format!("server.{from}: {e}"))?;
+        if body.capacity() > 1 << 20 {
+            body = Vec::new();
+        }
+        if incoming
+            .send(Incoming {
+                from,
+                msg: Some(msg),
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+async fn dial_loop(
+    my_id: PeerId,
+    host: String,
+    port: u16,
+    resolver: Arc<Resolver>,
+    mut rx: mpsc::Receiver<PeerMsg>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff_ms = REDIAL_MIN_MS;
+    loop {
+        let connected = tokio::select! {
+            s = dial(my_id, &host, port, &resolver) => s,
+            () = shutdown.cancelled() => return,
+        };
+        let stream = match connected {
+            Ok(s) => {
+                backoff_ms = REDIAL_MIN_MS;
+                s
+            }
+            Err(e) => {
+                tracing::trace!(error = %e, "dial failed");
+                // Whatever was queued for the peer meanwhile is stale: drop it.
+                while rx.try_recv().is_ok() {}
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff_ms = (backoff_ms * 2).min(REDIAL_MAX_MS);
+                continue;
+            }
+        };
+        tracing::debug!("connected");
+        let mut w = BufWriter::with_capacity(64 * 1024, stream);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+                () = shutdown.cancelled() => return,
+            };
+            buf.clear();
+            first.encode(&mut buf);
+            // Coalesce whatever else is queued into one write.
+            while buf.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(m) => m.encode(&mut buf),
+                    Err(_) => break,
+                }
+            }
+            if buf.len() - 5 > MAX_PEER_FRAME {
+                tracing::warn!(
+                    len = buf.len(),
+                    "message too large for a peer frame; dropped"
+                );
+                continue;
+            }
+            let r = async {
+                w.write_all(&buf).await?;
+                w.flush().await
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "peer connection lost");
+                break;
+            }
+            if buf.capacity() > 4 << 20 {
+                buf = Vec::with_capacity(64 * 1024);
+            }
+        }
+    }
+}
+
+async fn dial(
+    my_id: PeerId,
+    host: &str,
+    port: u16,
+    resolver: &Resolver,
+) -> std::io::Result<TcpStream> {
+    let ip = resolve(resolver, host)
+        .await
+        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
+    let mut stream = tokio::time::timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        TcpStream::connect(SocketAddr::new(ip, port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    stream.set_nodelay(true)?;
+    let mut hello = Vec::with_capacity(13);
+    hello.extend_from_slice(MAGIC);
+    hello.push(VERSION);
+    hello.extend_from_slice(&my_id.to_be_bytes());
+    stream.write_all(&hello).await?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msgs = [
+            PeerMsg::Relay(Relay::Sync {
+                session_id: 1,
+                cxid: 2,
+            }),
+            PeerMsg::Zab(zab::Message::Peer {
+                session: 1,
+                epoch: 2,
+                seq: 3,
+                packet: zab::Packet::Ping,
+            }),
+        ];
+        for m in msgs {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, b.len() - 4);
+            let back = PeerMsg::decode(&b[4..]).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        }
+        assert!(PeerMsg::decode(&[]).is_err());
+        assert!(PeerMsg::decode(&[7, 1, 2]).is_err());
+    }
+}
