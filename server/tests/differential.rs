@@ -1044,3 +1044,29 @@ async fn rookery_matches_apache_zookeeper_across_a_restart() {
     compare(&expected, &actual);
     assert!(rk.log().contains("recovered"), "{}", rk.log());
 }
+
+/// The same suite against a follower of a 3-member ensemble: writes are forwarded to the leader
+/// and answered at their commit, sessions are global, and the transcripts must still match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_ensemble_matches_apache_zookeeper() {
+    let super_digest = digest_id(SUPER);
+    let zk = start_zookeeper(&[(
+        "zookeeper.DigestAuthenticationProvider.superDigest",
+        &super_digest,
+    )]);
+    let mut opts = common::ensemble::Options::new(3);
+    opts.tick_ms = 2000;
+    opts.extra.push((
+        "zookeeper.DigestAuthenticationProvider.superDigest".into(),
+        super_digest.clone(),
+    ));
+    let ens = common::ensemble::Ensemble::start(opts).await;
+    let follower = (0..3)
+        .find(|&i| ens.members[i].mode().as_deref() == Some("follower"))
+        .expect("a follower");
+    let (expected, actual) = tokio::join!(
+        run_all(zk.addr, || {}),
+        run_all(ens.members[follower].client, || {})
+    );
+    compare(&expected, &actual);
+}

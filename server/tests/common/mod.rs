@@ -15,6 +15,11 @@ use rookery_proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod ensemble;
+/// The fault proxy the client's tests use (one copy; a shared test-support crate is a follow-up).
+#[path = "../../../client/tests/common/proxy.rs"]
+pub mod proxy;
+
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,395 @@
+//! Real ensembles of `rookery server` processes on 127.0.0.x: leader crashes under write load,
+//! catch-up by DIFF and by SNAP, a partitioned minority, five members losing two, and clients
+//! moving between members with their sessions.
+//!
+//! The invariant checked throughout: every write a client saw acknowledged is on every member
+//! afterwards (read after `sync`, through a client bound to that member alone).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::ensemble::{Ensemble, Options};
+use rookery_client::{Client, CreateMode, CreateOptions};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn client(connect: &str) -> Client {
+    Client::builder(connect)
+        .session_timeout(Duration::from_secs(6))
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {connect}: {e}"))
+}
+
+fn persistent() -> CreateOptions {
+    CreateOptions::new(CreateMode::Persistent)
+}
+
+/// The children of `path` as member `i` has them, after a sync through that member.
+async fn children_on(ens: &Ensemble, i: usize, path: &str) -> BTreeSet<String> {
+    let c = client(&ens.connect_string(&[i])).await;
+    c.sync(path).await.unwrap();
+    let kids = c.get_children(path).await.unwrap();
+    let _ = c.close().await;
+    kids.into_iter().collect()
+}
+
+async fn assert_everywhere(ens: &Ensemble, path: &str, acked: &BTreeSet<String>) {
+    for i in ens.running() {
+        let have = children_on(ens, i, path).await;
+        let missing: Vec<&String> = acked.difference(&have).collect();
+        assert!(
+            missing.is_empty(),
+            "member {} lost {} acknowledged writes, e.g. {:?}\n{}",
+            i + 1,
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>(),
+            ens.logs()
+        );
+    }
+}
+
+/// Writers that create `/load/w<t>-<n>` as fast as they can, recording what is acknowledged. A
+/// write that fails is not retried (its outcome may be unknown); the next one gets a new name.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<String>>>,
+    count: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(c: &Client, writers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let tasks = (0..writers)
+            .map(|t| {
+                let (c, stop, acked, count) =
+                    (c.clone(), stop.clone(), acked.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        n += 1;
+                        let name = format!("w{t}-{n}");
+                        match c
+                            .create(&format!("/load/{name}"), b"x", &persistent())
+                            .await
+                        {
+                            Ok(_) => {
+                                acked.lock().unwrap().insert(name);
+                                count.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            acked,
+            count,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more writes are acknowledged than now.
+    async fn wait_more(&self, n: usize, max: Duration) {
+        let target = self.count.load(Ordering::SeqCst) + n;
+        let deadline = Instant::now() + max;
+        while self.count.load(Ordering::SeqCst) < target {
+            assert!(Instant::now() < deadline, "writes did not resume");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn finish(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_under_write_load_loses_no_acknowledged_write() {
+    let mut ens = Ensemble::start(Options::new(3)).await;
+    let c = client(&ens.connect_string(&[0, 1, 2])).await;
+    c.create("/load", b"", &persistent()).await.unwrap();
+    let load = Load::start(&c, 4);
+    load.wait_more(200, SETTLE).await;
+
+    let leader = ens.leader().expect("a leader");
+    ens.kill(leader);
+    // Writes resume once the survivors elect a new leader and the client finds it.
+    load.wait_more(200, SETTLE).await;
+    ens.wait_all_serving(SETTLE).await;
+    assert_ne!(ens.leader(), Some(leader));
+    let acked = load.finish().await;
+    assert_everywhere(&ens, "/load", &acked).await;
+
+    // The old leader comes back as a follower and catches up.
+    ens.restart(leader);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_eq!(ens.members[leader].mode().as_deref(), Some("follower"));
+    assert_everywhere(&ens, "/load", &acked).await;
+    let _ = c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_catches_up_by_diff_and_one_far_behind_by_snap() {
+    let mut ens = Ensemble::start(Options::new(3)).await;
+    let leader = ens.leader().unwrap();
+    let behind = (leader + 1) % 3;
+    let c = client(&ens.connect_string(&[leader])).await;
+    c.create("/d", b"", &persistent()).await.unwrap();
+
+    // A little behind: the leader sends the missing proposals (DIFF).
+    ens.kill(behind);
+    let mut acked = BTreeSet::new();
+    for i in 0..50 {
+        c.create(&format!("/d/a{i}"), b"x", &persistent())
+            .await
+            .unwrap();
+        acked.insert(format!("a{i}"));
+    }
+    ens.restart(behind);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_eq!(children_on(&ens, behind, "/d").await, acked);
+    assert!(
+        !ens.members[behind]
+            .log()
+            .contains("installing the leader's snapshot"),
+        "a member 50 transactions behind was sent a snapshot:\n{}",
+        ens.members[behind].log()
+    );
+
+    // Further behind than the leader keeps in memory (500 committed proposals): SNAP.
+    ens.kill(behind);
+    let futs: Vec<_> = (0..700)
+        .map(|i| c.create(&format!("/d/b{i}"), b"y", &persistent()))
+        .collect();
+    for (i, r) in futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        r.unwrap();
+        acked.insert(format!("b{i}"));
+    }
+    ens.restart(behind);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert!(
+        ens.members[behind]
+            .log()
+            .contains("installing the leader's snapshot"),
+        "{}",
+        ens.members[behind].log()
+    );
+    assert_eq!(children_on(&ens, behind, "/d").await, acked);
+
+    // And it survives its own restart with the installed snapshot.
+    ens.kill(behind);
+    ens.restart(behind);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_eq!(children_on(&ens, behind, "/d").await, acked);
+    let _ = c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_stops_taking_writes_and_the_majority_carries_on() {
+    let mut opts = Options::new(3);
+    opts.proxied = true;
+    let ens = Ensemble::start(opts).await;
+    let old = ens.leader().unwrap();
+    let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let c = client(&ens.connect_string(&[0, 1, 2])).await;
+    c.create("/p", b"", &persistent()).await.unwrap();
+    let minority = client(&ens.connect_string(&[old])).await;
+
+    ens.isolate(old);
+    // The cut-off leader cannot commit: this write never succeeds (the leader steps down and
+    // drops its clients once it has not heard from a quorum for syncLimit).
+    let lost = tokio::time::timeout(SETTLE, minority.create("/p/minority", b"", &persistent()))
+        .await
+        .expect("the minority's write neither failed nor succeeded");
+    assert!(lost.is_err(), "a partitioned leader acknowledged a write");
+
+    // The majority elects a new leader and takes writes.
+    let deadline = Instant::now() + SETTLE;
+    let new = loop {
+        if let Some(&i) = majority
+            .iter()
+            .find(|&&i| ens.members[i].mode().as_deref() == Some("leader"))
+        {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no new leader:\n{}", ens.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(new, old);
+    assert_eq!(ens.members[old].mode(), None, "the minority still serves");
+    let majority_client = client(&ens.connect_string(&majority)).await;
+    let mut acked = BTreeSet::new();
+    for i in 0..20 {
+        majority_client
+            .create(&format!("/p/m{i}"), b"", &persistent())
+            .await
+            .unwrap();
+        acked.insert(format!("m{i}"));
+    }
+
+    // Heal: the old leader rejoins as a follower, drops what it never committed, and converges.
+    ens.heal();
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    for i in 0..3 {
+        assert_eq!(children_on(&ens, i, "/p").await, acked, "member {}", i + 1);
+    }
+    let _ = (
+        c.close().await,
+        minority.close().await,
+        majority_client.close().await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_keep_serving_with_two_down() {
+    let mut ens = Ensemble::start(Options::new(5)).await;
+    let c = client(&ens.connect_string(&[0, 1, 2, 3, 4])).await;
+    c.create("/load", b"", &persistent()).await.unwrap();
+    let load = Load::start(&c, 4);
+    load.wait_more(100, SETTLE).await;
+    let leader = ens.leader().unwrap();
+    let other = (leader + 2) % 5;
+    ens.kill(leader);
+    ens.kill(other);
+    load.wait_more(100, SETTLE).await;
+    let acked = load.finish().await;
+    ens.wait_all_serving(SETTLE).await;
+    assert_everywhere(&ens, "/load", &acked).await;
+    ens.restart(leader);
+    ens.restart(other);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_everywhere(&ens, "/load", &acked).await;
+    let _ = c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_between_members_with_its_ephemerals() {
+    let mut ens = Ensemble::start(Options::new(3)).await;
+    let first = (ens.leader().unwrap() + 1) % 3;
+    let a = client(&ens.connect_string(&[first])).await;
+    a.create("/eph", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let (sid, passwd) = (a.session_id(), a.session_password());
+
+    // Its member dies; the session resumes on another member, ephemeral node and all.
+    ens.kill(first);
+    let second = (first + 1) % 3;
+    let b = Client::builder(&ens.connect_string(&[second]))
+        .session_timeout(Duration::from_secs(6))
+        .resume_session(sid, passwd)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(b.session_id(), sid);
+    b.sync("/").await.unwrap();
+    assert!(b.exists("/eph").await.unwrap().is_some());
+    b.create("/eph2", b"", &CreateOptions::new(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+
+    // Closing it on that member removes its ephemerals everywhere.
+    b.close().await.unwrap();
+    let third = (second + 1) % 3;
+    let third = if third == first { second } else { third };
+    let c = client(&ens.connect_string(&[third])).await;
+    c.sync("/").await.unwrap();
+    assert!(c.exists("/eph").await.unwrap().is_none());
+    assert!(c.exists("/eph2").await.unwrap().is_none());
+    drop(a);
+    let _ = c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_a_session_alive_on_a_follower_and_expires_it_when_silent() {
+    let ens = Ensemble::start(Options::new(3)).await;
+    let follower = (ens.leader().unwrap() + 1) % 3;
+    let addr = ens.members[follower].client;
+    let mut raw = common::Client::connect(addr).await;
+    let r = raw.call(common::create("/alive", b"", 1)).await;
+    assert_eq!(r.err(), 0);
+    // Keep pinging the follower for well past the session timeout: the leader must hear of it.
+    let timeout_ms = raw.timeout_ms as u64;
+    let until = Instant::now() + Duration::from_millis(timeout_ms * 2);
+    while Instant::now() < until {
+        let r = raw.call(common::exists("/alive", false)).await;
+        assert_eq!(
+            r.err(),
+            0,
+            "the session expired while its client was active"
+        );
+        tokio::time::sleep(Duration::from_millis(timeout_ms / 4)).await;
+    }
+    let c = client(&ens.connect_string(&[ens.leader().unwrap()])).await;
+    assert!(c.exists("/alive").await.unwrap().is_some());
+    // Silence: the leader expires it, and its ephemeral goes on every member.
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms * 3 + 5000);
+    loop {
+        c.sync("/").await.unwrap();
+        if c.exists("/alive").await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent session never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_words_show_the_ensemble() {
+    let ens = Ensemble::start(Options::new(3)).await;
+    let leader = ens.leader().unwrap();
+    let m = &ens.members[leader];
+    assert_eq!(m.mntr("zk_server_state").as_deref(), Some("leader"));
+    assert_eq!(m.mntr("zk_followers").as_deref(), Some("2"));
+    let deadline = Instant::now() + SETTLE;
+    while m.mntr("zk_synced_followers").as_deref() != Some("2") {
+        assert!(Instant::now() < deadline, "followers never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let epoch: u32 = m.mntr("zk_current_epoch").unwrap().parse().unwrap();
+    assert!(epoch >= 1);
+    for (i, f) in ens.members.iter().enumerate() {
+        if i != leader {
+            assert_eq!(f.mode().as_deref(), Some("follower"));
+            assert_eq!(f.mntr("zk_server_state").as_deref(), Some("follower"));
+        }
+    }
+    // The zxid srvr reports carries the epoch once something is committed in it.
+    let c = client(&ens.connect_string(&[leader])).await;
+    c.create("/z", b"", &persistent()).await.unwrap();
+    let z = ens.wait_converged(SETTLE).await;
+    assert_eq!((z >> 32) as u32, epoch);
+    let _ = c.close().await;
+}
