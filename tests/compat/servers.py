@@ -462,6 +462,66 @@ def start_rookery(extra_cfg: Optional[Dict[str, object]] = None, *,
     return _spawn("rookery", build)
 
 
+def _free_port_on(ip: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def start_rookery_ensemble(size: int = 3, *, super_digest: Optional[str] = None,
+                           tick_ms: int = 2000) -> List[Server]:
+    """Start a ``size``-member Rookery ensemble, member i on 127.0.0.i with free ports, and
+    wait until every member serves. The caller stops every returned Server."""
+    binary = rookery_bin()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise RookeryBinaryMissing(f"Rookery binary not found or not executable: {binary}")
+    members = []
+    for i in range(1, size + 1):
+        ip = f"127.0.0.{i}"
+        members.append((i, ip, _free_port_on(ip), _free_port_on(ip), _free_port_on(ip)))
+    server_lines = {f"server.{i}": f"{ip}:{q}:{e}" for i, ip, _, q, e in members}
+    started: List[Server] = []
+    try:
+        for i, ip, port, _, _ in members:
+            tmpdir = Path(tempfile.mkdtemp(prefix=f"compat-rookery-ens{i}-"))
+            data = tmpdir / "data"
+            data.mkdir()
+            (data / "myid").write_text(f"{i}\n")
+            cfg: Dict[str, object] = {
+                "tickTime": tick_ms,
+                "initLimit": 10,
+                "syncLimit": 5,
+                "dataDir": data,
+                "clientPort": port,
+                "clientPortAddress": ip,
+                "4lw.commands.whitelist": "*",
+                "zookeeper.extendedTypesEnabled": "true",
+                "znode.container.checkIntervalMs": 1000,
+                "preAllocSize": 1024,
+            }
+            if super_digest:
+                cfg["zookeeper.DigestAuthenticationProvider.superDigest"] = super_digest
+            cfg.update(server_lines)
+            cfg_path = tmpdir / "zoo.cfg"
+            _write_cfg(cfg_path, cfg)
+            log_path = tmpdir / "rookery.stdout.log"
+            env = dict(os.environ, RUST_BACKTRACE="1", NO_COLOR="1")
+            argv = [str(binary), "server", "--config", str(cfg_path)]
+            with open(log_path, "wb") as logf:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                        stderr=subprocess.STDOUT, cwd=tmpdir, env=env)
+            srv = Server("rookery", proc, port, tmpdir, log_path, cfg_path, argv)
+            srv.host = ip
+            started.append(srv)
+        for srv in started:
+            _wait_ready(srv)
+        return started
+    except BaseException:
+        for srv in started:
+            srv.stop()
+        raise
+
+
 def start(kind: str, extra_cfg: Optional[Dict[str, object]] = None, **kw) -> Server:
     if kind == "zookeeper":
         return start_zookeeper(extra_cfg, **kw)
