@@ -206,32 +206,79 @@ fn compare_starts_both_servers_prints_ratios_and_cleans_up() {
 }
 
 #[test]
-fn an_ensemble_comparison_says_rookery_cannot_run_one_yet() {
-    // When `rookery server` learns to run as a member of an ensemble, this flips: the harness
-    // then starts three members like it does for ZooKeeper (see docs/performance.md).
+fn an_ensemble_comparison_runs_three_rookery_members_and_times_a_failover() {
+    // Rookery alone, so that CI (2 cores) stays fast; the ZooKeeper ensemble runs the same code
+    // path in the full comparison (see docs/performance.md).
     let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("ensemble.json");
+    let started = std::time::Instant::now();
     let out = run(&[
         "compare",
         "--ensemble",
         "--servers",
         "rookery",
         "--workloads",
-        "get",
+        "set",
         "--duration",
+        "300ms",
+        "--warmup",
         "100ms",
+        "--sessions",
+        "2",
+        "--in-flight",
+        "2",
         "--startup-runs",
+        "1",
+        "--failover-runs",
         "1",
         "--quiet-wait",
         "0",
         "--work-dir",
         work.path().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("cannot run a 3-member ensemble yet")
-            && stderr.contains("--servers zookeeper"),
-        "{stderr}"
-    );
+    check(&out);
     assert_eq!(processes_under(work.path()), Vec::<String>::new());
+    eprintln!("the ensemble comparison took {:?}", started.elapsed());
+
+    let c: Comparison = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(c.topology, "ensemble of 3");
+    assert!(
+        c.shared_config
+            .iter()
+            .any(|(k, v)| k == "initLimit" && v == "10"),
+        "{:?}",
+        c.shared_config
+    );
+    assert_eq!(c.sides.len(), 1);
+    let side = &c.sides[0];
+    assert_eq!(side.flavor, Flavor::Rookery);
+    assert_eq!(side.startup_ms.len(), 1, "{side:?}");
+    // Three members' RSS, summed.
+    assert!(side.idle_rss_kib.is_some_and(|k| k > 3 * 1024), "{side:?}");
+    let set = side.result(Workload::Set).expect("set ran");
+    assert!(
+        set.ops > 0 && set.ops_per_sec.is_some_and(|v| v > 0.0),
+        "{set:?}"
+    );
+    assert!(set.rss_kib.is_some_and(|k| k > 0), "{set:?}");
+
+    assert_eq!(side.failover.len(), 1, "{side:?}");
+    let f = &side.failover[0];
+    assert_eq!(f.error, None, "{f:?}");
+    assert!((1..=3).contains(&f.killed_leader), "{f:?}");
+    assert!(f.writes_before >= 50, "{f:?}");
+    let write_ms = f.write_ms.expect("a write after the kill");
+    let leader_ms = f.leader_ms.expect("a new leader");
+    assert!(write_ms > 0.0 && write_ms < 60_000.0, "{f:?}");
+    assert!(leader_ms > 0.0 && leader_ms < 60_000.0, "{f:?}");
+    assert!(
+        f.new_leader.is_some_and(|id| id != f.killed_leader),
+        "{f:?}"
+    );
+    assert_eq!(side.failover_write_median_ms(), Some(write_ms));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Rookery failover"), "{stdout}");
+    assert!(c.rows.is_empty(), "no ratios with one server");
 }

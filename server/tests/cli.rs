@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::process::Command;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -85,25 +87,132 @@ fn sigterm_shuts_down_cleanly() {
     assert!(server.log().contains("shutting down"));
 }
 
-#[test]
-fn an_ensemble_configuration_is_refused_until_replication_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("myid"), "1").unwrap();
-    let cfg = dir.path().join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dataDir={}\nclientPort={}\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.3=127.0.0.3:2888:3888\n",
-            dir.path().display(),
+/// Writes a three-member zoo.cfg (every member on 127.0.0.1, each with its own ports) into
+/// `dir`, without a `myid` file; returns it and member 1's client address.
+fn ensemble_config(dir: &Path) -> (PathBuf, SocketAddr) {
+    let client_port = free_port();
+    let mut text = format!(
+        "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
+         clientPortAddress=127.0.0.1\npreAllocSize=1024\n",
+        dir.join("data").display()
+    );
+    for id in 1..=3 {
+        text.push_str(&format!(
+            "server.{id}=127.0.0.1:{}:{}\n",
+            free_port(),
             free_port()
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    let cfg = dir.join("zoo.cfg");
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, SocketAddr::from(([127, 0, 0, 1], client_port)))
+}
+
+#[test]
+fn an_ensemble_member_named_by_myid_elects_until_a_quorum_exists_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, addr) = ensemble_config(dir.path());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // No myid file: `--myid` names the member. Members 2 and 3 never start, so it stays electing.
+    let child = Command::new(rookery_bin())
+        .args(["server", "--myid", "1", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .env_remove("ROOKERY_MYID")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut server = KillOnDrop(child);
+    let deadline = Instant::now() + WAIT;
+    let srvr = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!("exited during start-up ({status}):\n{}", read_log());
+        }
+        let answer = four_letter(addr, "srvr");
+        if !answer.is_empty() {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer to srvr:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        srvr.contains("not currently serving requests"),
+        "{srvr}\n{}",
+        read_log()
+    );
+    assert_eq!(four_letter(addr, "ruok"), "imok");
+    assert!(read_log().contains("ensemble member"), "{}", read_log());
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member did not stop after SIGTERM:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit}: {}", read_log());
+    assert!(read_log().contains("shutting down"));
+}
+
+#[test]
+fn a_myid_that_names_no_member_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = ensemble_config(dir.path());
+    for (args, env) in [
+        (&["--myid", "7"][..], None),
+        (&[][..], Some("9")),
+        (&["--myid", "two"][..], None),
+    ] {
+        let mut cmd = Command::new(rookery_bin());
+        cmd.args(["server", "--config"]).arg(&cfg).args(args);
+        match env {
+            Some(id) => cmd.env("ROOKERY_MYID", id),
+            None => cmd.env_remove("ROOKERY_MYID"),
+        };
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} was accepted");
+        assert!(stderr.contains("--myid"), "{args:?} {env:?}: {stderr}");
+        if args != ["--myid", "two"] {
+            assert!(
+                stderr.contains("no server.N line has this id"),
+                "{args:?} {env:?}: {stderr}"
+            );
+        }
+    }
+    // Without --myid, the myid file is required, as in ZooKeeper.
     let out = Command::new(rookery_bin())
         .args(["server", "--config"])
         .arg(&cfg)
+        .env_remove("ROOKERY_MYID")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ensemble"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("myid"));
+}
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -393,3 +393,71 @@ async fn status_words_show_the_ensemble() {
     assert_eq!((z >> 32) as u32, epoch);
     let _ = c.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_killed_at_once_loses_no_acknowledged_write() {
+    let mut ens = Ensemble::start(Options::new(3)).await;
+    let c = client(&ens.connect_string(&[0, 1, 2])).await;
+    c.create("/load", b"", &persistent()).await.unwrap();
+    let load = Load::start(&c, 4);
+    load.wait_more(300, SETTLE).await;
+    // A power failure: every member dies mid-stream, with proposals in flight.
+    for i in 0..3 {
+        ens.kill(i);
+    }
+    let acked = load.finish().await;
+    for i in 0..3 {
+        ens.restart(i);
+    }
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_everywhere(&ens, "/load", &acked).await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_serves_reads_and_writes_but_never_votes() {
+    let mut opts = Options::new(4);
+    opts.observers = 1;
+    let mut ens = Ensemble::start(opts).await;
+    let observer = 3;
+    assert_eq!(ens.members[observer].mode().as_deref(), Some("observer"));
+    let leader = ens.leader().unwrap();
+    assert_eq!(
+        ens.members[leader].mntr("zk_followers").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        ens.members[leader].mntr("zk_learners").as_deref(),
+        Some("3")
+    );
+
+    // Writes through the observer are forwarded, and it applies every commit.
+    let o = client(&ens.connect_string(&[observer])).await;
+    o.create("/o", b"", &persistent()).await.unwrap();
+    for i in 0..20 {
+        o.create(&format!("/o/n{i}"), b"", &persistent())
+            .await
+            .unwrap();
+    }
+    assert_eq!(o.get_children("/o").await.unwrap().len(), 20);
+    let _ = o.close().await;
+
+    // Two voters of three gone: the observer does not make up a quorum with the last one.
+    let voters: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    ens.kill(leader);
+    ens.kill(voters[0]);
+    let deadline = Instant::now() + SETTLE;
+    while ens.members[voters[1]].mode().is_some() || ens.members[observer].mode().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "a minority of voters kept serving:\n{}",
+            ens.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ens.restart(leader);
+    ens.wait_all_serving(SETTLE).await;
+    ens.wait_converged(SETTLE).await;
+    assert_eq!(children_on(&ens, observer, "/o").await.len(), 20);
+}

@@ -67,6 +67,8 @@ pub struct Options {
     pub size: usize,
     pub tick_ms: u64,
     pub proxied: bool,
+    /// The last `observers` members observe (non-voting).
+    pub observers: usize,
     pub extra: Vec<(String, String)>,
 }
 
@@ -76,6 +78,7 @@ impl Options {
             size,
             tick_ms: 200,
             proxied: false,
+            observers: 0,
             extra: Vec::new(),
         }
     }
@@ -136,8 +139,13 @@ impl Ensemble {
                     addrs
                 };
                 assert_eq!(q.ip(), e.ip());
+                let role = if j >= opts.size - opts.observers {
+                    ":observer"
+                } else {
+                    ""
+                };
                 line.push(format!(
-                    "server.{}={}:{}:{}",
+                    "server.{}={}:{}:{}{role}",
                     m.id,
                     q.ip(),
                     q.port(),
