@@ -461,3 +461,40 @@ async fn an_observer_serves_reads_and_writes_but_never_votes() {
     ens.wait_converged(SETTLE).await;
     assert_eq!(children_on(&ens, observer, "/o").await.len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_ports_close_on_garbage_and_the_ensemble_carries_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ens = Ensemble::start(Options::new(3)).await;
+    let target = ens.members[ens.leader().unwrap()].quorum;
+    let hello = |id: u64| {
+        let mut h = b"RKQP\x01".to_vec();
+        h.extend_from_slice(&id.to_be_bytes());
+        h
+    };
+    let mut frame_of_garbage = hello(2);
+    frame_of_garbage.extend_from_slice(&9u32.to_be_bytes());
+    frame_of_garbage.extend_from_slice(b"\x00garbage!");
+    let mut huge = hello(2);
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not a hello", b"GET / HTTP/1.0\r\n\r\n".to_vec()),
+        ("unknown member", hello(77)),
+        ("undecodable frame", frame_of_garbage),
+        ("oversized frame", huge),
+    ];
+    for (what, bytes) in cases {
+        let mut s = tokio::net::TcpStream::connect(target).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: the connection stayed open"
+        );
+    }
+    let c = client(&ens.connect_string(&[0, 1, 2])).await;
+    c.create("/still", b"", &persistent()).await.unwrap();
+    ens.wait_all_serving(SETTLE).await;
+    let _ = c.close().await;
+}

@@ -210,6 +210,8 @@ async fn accept_loop(
     incoming: mpsc::Sender<Incoming>,
     shutdown: CancellationToken,
 ) {
+    // A few connections per member (reconnects overlap briefly); anything beyond is refused.
+    let slots = Arc::new(tokio::sync::Semaphore::new(members.len() * 4));
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -222,8 +224,13 @@ async fn accept_loop(
             },
             () = shutdown.cancelled() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many peer connections; refusing");
+            continue;
+        };
         let (members, incoming, shutdown) = (members.clone(), incoming.clone(), shutdown.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let mut from = None;
             tokio::select! {
                 r = read_peer(stream, &members, &incoming, &mut from) => {
@@ -275,11 +282,17 @@ async fn read_peer(
         if len > MAX_PEER_FRAME {
             return Err(format!("server.{from} sent a {len}-byte frame"));
         }
-        body.resize(len, 0);
-        stream
-            .read_exact(&mut body)
+        // Read as the bytes arrive rather than allocating the announced length up front: a
+        // bogus length costs no memory until the bytes exist.
+        body.clear();
+        let got = (&mut stream)
+            .take(len as u64)
+            .read_to_end(&mut body)
             .await
             .map_err(|e| e.to_string())?;
+        if got != len {
+            return Err(format!("server.{from}: connection closed inside a frame"));
+        }
         let msg = PeerMsg::decode(&body).map_err(|e| format!("server.{from}: {e}"))?;
         if body.capacity() > 1 << 20 {
             body = Vec::new();
