@@ -121,13 +121,14 @@ pub async fn run_with_backend(
         recover(&cfg, backend.as_ref())?
     };
     let cfg = Arc::new(cfg);
-    let log = storage::txn_log::TxnLog::open(
+    let mut log = storage::txn_log::TxnLog::open(
         backend.clone(),
         &cfg.data_log_dir,
         cfg.prealloc_bytes,
         recovered.last_zxid,
         recovered.tail.clone(),
     )?;
+    log.prepare_ahead();
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
     let durable_tx = tx.clone();
     let (ensemble, peers, dirs) = if is_ensemble {

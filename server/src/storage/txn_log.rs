@@ -13,7 +13,7 @@
 //! a suffix durably, for a ZAB follower told to drop proposals the new leader does not have.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use super::backend::{in_dir, Backend, FileHandle};
 use super::StorageError;
@@ -26,6 +26,10 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: u64 = 16;
 /// Record header length.
 pub const RECORD_HEADER_LEN: usize = 16;
+/// Name of the file prepared ahead for the next segment (not a segment name: recovery, purge and
+/// listing ignore it).
+pub const SPARE_NAME: &str = "log.spare";
+
 /// The largest payload a record may hold; anything larger is corruption.
 pub const MAX_RECORD_LEN: usize = 64 << 20;
 
@@ -293,6 +297,11 @@ pub struct TxnLog {
     batch_first: Option<i64>,
     last_zxid: i64,
     poisoned: bool,
+    /// The next segment's file, being preallocated on another thread ([`TxnLog::prepare_ahead`]).
+    spare: Option<mpsc::Receiver<std::io::Result<Box<dyn FileHandle>>>>,
+    prepare_ahead: bool,
+    /// Segments started from a prepared file (for tests).
+    from_spare: u64,
 }
 
 impl TxnLog {
@@ -331,7 +340,62 @@ impl TxnLog {
             batch_first: None,
             last_zxid,
             poisoned: false,
+            spare: None,
+            prepare_ahead: false,
+            from_spare: 0,
         })
+    }
+
+    /// Preallocates the next segment on a background thread from now on, so that starting a
+    /// segment (after each snapshot) does not stall acknowledgements for the time it takes to
+    /// write `prealloc_bytes` of zeros. Off by default: tests that count storage operations to
+    /// crash at each one need them in a fixed order.
+    pub fn prepare_ahead(&mut self) {
+        self.prepare_ahead = true;
+        self.start_spare();
+    }
+
+    fn start_spare(&mut self) {
+        if !self.prepare_ahead || self.spare.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let (backend, path, len) = (
+            self.backend.clone(),
+            in_dir(&self.dir, SPARE_NAME),
+            self.prealloc_bytes,
+        );
+        let spawned = std::thread::Builder::new()
+            .name("rookery-log-prealloc".into())
+            .spawn(move || {
+                let r = (|| {
+                    let mut file = backend.create(&path)?;
+                    extend_with_zeros(file.as_mut(), 0, len)?;
+                    file.sync_data()?;
+                    Ok(file)
+                })();
+                let _ = tx.send(r);
+            });
+        if spawned.is_ok() {
+            self.spare = Some(rx);
+        }
+    }
+
+    /// The prepared spare file, if it is ready (never waits for it).
+    fn take_spare(&mut self) -> Option<Box<dyn FileHandle>> {
+        let rx = self.spare.take()?;
+        match rx.try_recv() {
+            Ok(Ok(file)) => Some(file),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "preparing the next log segment failed; creating it inline");
+                None
+            }
+            Err(mpsc::TryRecvError::Empty) => {
+                self.spare = Some(rx);
+                None
+            }
+            Err(mpsc::TryRecvError::Disconnected) => None,
+        }
     }
 
     /// The last zxid appended (durable or not).
@@ -506,6 +570,31 @@ impl TxnLog {
 
     fn create_segment(&mut self, first_zxid: i64) -> Result<Segment, StorageError> {
         let path = in_dir(&self.dir, &segment_name(first_zxid));
+        if let Some(mut file) = self.take_spare() {
+            // Already preallocated and synced: rename it into place, then write the header. A
+            // crash before the header is durable leaves a segment of zeros, which recovery
+            // removes as never written, exactly as for a segment created inline.
+            let spare = in_dir(&self.dir, SPARE_NAME);
+            self.backend
+                .rename(&spare, &path)
+                .map_err(StorageError::io("rename", &spare))?;
+            file.write_at(0, &header(first_zxid))
+                .map_err(StorageError::io("write", &path))?;
+            file.sync_data()
+                .map_err(StorageError::io("fdatasync", &path))?;
+            self.backend
+                .sync_dir(&self.dir)
+                .map_err(StorageError::io("fsync directory", &self.dir))?;
+            tracing::debug!(path = %path.display(), "new log segment (prepared ahead)");
+            self.from_spare += 1;
+            self.start_spare();
+            return Ok(Segment {
+                file,
+                path,
+                write_pos: HEADER_LEN,
+                allocated: self.prealloc_bytes.max(HEADER_LEN),
+            });
+        }
         let mut file = self
             .backend
             .create(&path)
@@ -521,6 +610,7 @@ impl TxnLog {
             .sync_dir(&self.dir)
             .map_err(StorageError::io("fsync directory", &self.dir))?;
         tracing::debug!(path = %path.display(), "new log segment");
+        self.start_spare();
         Ok(Segment {
             file,
             path,
@@ -567,6 +657,45 @@ pub fn truncate_torn_tail(
 mod tests {
     use super::super::mem::MemBackend;
     use super::*;
+
+    #[test]
+    fn segments_prepared_ahead_replace_inline_creation() {
+        let b = MemBackend::new();
+        let dir = Path::new("/l");
+        let mut log = TxnLog::open(Arc::new(b.clone()), dir, 8192, 0, None).unwrap();
+        log.prepare_ahead();
+        let mut z = 0;
+        for _ in 0..4 {
+            // Give the preparing thread time to finish, so the roll takes its file.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !b.list(dir).unwrap().iter().any(|n| n == SPARE_NAME) {
+                assert!(std::time::Instant::now() < deadline);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            for _ in 0..3 {
+                z += 1;
+                log.append(z, b"payload").unwrap();
+            }
+            log.sync().unwrap();
+            log.roll().unwrap();
+        }
+        let segments = list_segments(&b, dir).unwrap();
+        assert_eq!(
+            segments.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![1, 4, 7, 10]
+        );
+        let mut seen = Vec::new();
+        for (first, name) in segments {
+            let path = in_dir(dir, &name);
+            let bytes = b.read(&path).unwrap();
+            assert!(bytes.len() >= 8192, "the segment was preallocated");
+            let scan = scan(&path, &bytes, first).unwrap();
+            seen.extend(scan.records.iter().map(|r| r.zxid));
+        }
+        assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+        assert_eq!(log.from_spare, 4, "every segment came from a prepared file");
+    }
 
     fn log_with(b: &MemBackend, n: i64) -> PathBuf {
         let mut log = TxnLog::open(Arc::new(b.clone()), Path::new("/l"), 8192, 0, None).unwrap();
