@@ -125,6 +125,7 @@ async fn a_leader_killed_under_write_load_loses_no_acknowledged_write() {
     let mut ens = Ensemble::start(Options::new(3)).await;
     let c = client(&ens.connect_string(&[0, 1, 2])).await;
     c.create("/load", b"", &persistent()).await.unwrap();
+    let session = c.session_id();
     let load = Load::start(&c, 4);
     load.wait_more(200, SETTLE).await;
 
@@ -134,6 +135,8 @@ async fn a_leader_killed_under_write_load_loses_no_acknowledged_write() {
     load.wait_more(200, SETTLE).await;
     ens.wait_all_serving(SETTLE).await;
     assert_ne!(ens.leader(), Some(leader));
+    // The client moved to a survivor on its own, with the same session.
+    assert_eq!(c.session_id(), session, "the client's session did not survive the failover");
     let acked = load.finish().await;
     assert_everywhere(&ens, "/load", &acked).await;
 
