@@ -84,6 +84,11 @@ enum Event {
         bytes: Vec<u8>,
     },
     StoreDone(PeerId, u64),
+    /// The runtime tells server `to` that its connection from `peer` closed.
+    Lost {
+        to: PeerId,
+        peer: PeerId,
+    },
     Restart(PeerId),
     Client(usize),
     Fault,
@@ -97,6 +102,7 @@ impl Event {
             Event::Tick(..) => "tick",
             Event::Deliver { .. } => "deliver",
             Event::StoreDone(..) => "store",
+            Event::Lost { .. } => "lost",
             Event::Restart(_) => "restart",
             Event::Client(_) => "client",
             Event::Fault => "fault",
@@ -369,6 +375,11 @@ impl Sim {
             Event::StoreDone(id, inc) => {
                 if self.slots[&id].incarnation == inc && self.slots[&id].host.is_some() {
                     self.store_done(id)?;
+                }
+            }
+            Event::Lost { to, peer } => {
+                if self.slots[&to].host.is_some() {
+                    self.step(to, Input::Disconnected { peer })?;
                 }
             }
             Event::Restart(id) => self.start(id)?,
@@ -751,6 +762,17 @@ impl Sim {
                     "links: drop ~{drop}, duplicate {duplicate}, delay up to {hi}"
                 ));
             }
+            90..=94 => {
+                // A connection closes without the peer dying (a network blip): the runtime
+                // reports it, and a learner whose leader it is elects again.
+                let a = ids[self.rng.gen_range(0..ids.len())];
+                let b = ids[self.rng.gen_range(0..ids.len())];
+                if a != b {
+                    let at = self.now + self.rng.gen_range(1..=TICK);
+                    self.schedule(at, Event::Lost { to: a, peer: b });
+                    self.note(format!("connection {b}->{a} lost"));
+                }
+            }
             _ => {
                 // Slow disks widen the windows between sending a message and making its state
                 // durable, where acknowledging too early would show.
@@ -795,6 +817,17 @@ impl Sim {
         self.stats.crashes += 1;
         if torn {
             self.stats.torn_crashes += 1;
+        }
+        // Its peers see their connections from it close, a little later each.
+        for other in self.up() {
+            let at = self.now + self.rng.gen_range(1..=TICK);
+            self.schedule(
+                at,
+                Event::Lost {
+                    to: other,
+                    peer: id,
+                },
+            );
         }
         let at = self.now + downtime;
         self.pending.retain(|(leader, _, _), _| *leader != id);
