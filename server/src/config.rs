@@ -381,15 +381,36 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        let id: u64 = text
-            .trim()
+        let value = text.trim();
+        let id: u64 = value
             .parse()
-            .map_err(|_| invalid("myid", text.trim(), "not a server id"))?;
+            .map_err(|_| invalid("myid", value, "not a server id"))?;
+        self.set_member_id("myid", id)
+    }
+
+    /// Sets this member's id from the command line (`rookery server --myid N`) instead of the
+    /// data directory's `myid` file, which a container image without a shell cannot write. The
+    /// id must be one of the `server.N` lines, as for the file.
+    pub fn set_myid(&mut self, id: u64) -> Result<(), ConfigError> {
+        self.set_member_id("--myid", id)
+    }
+
+    /// Checks that `id` names a `server.N` line and makes it this server's id; `key` names the
+    /// source in errors.
+    fn set_member_id(&mut self, key: &str, id: u64) -> Result<(), ConfigError> {
+        let value = id.to_string();
+        if self.ensemble.is_empty() {
+            return Err(invalid(
+                key,
+                &value,
+                "the configuration has no server.N lines (a standalone server needs no id)",
+            ));
+        }
         if !self.ensemble.iter().any(|p| p.id == id) {
-            return Err(invalid("myid", text.trim(), "no server.N line has this id"));
+            return Err(invalid(key, &value, "no server.N line has this id"));
         }
         self.server_id = u8::try_from(id)
-            .map_err(|_| invalid("myid", text.trim(), "ids above 255 are not supported"))?;
+            .map_err(|_| invalid(key, &value, "ids above 255 are not supported"))?;
         Ok(())
     }
 
@@ -531,6 +552,24 @@ mod tests {
         assert_eq!(cfg.server_id, 2);
         std::fs::write(dir.path().join("myid"), "9").unwrap();
         assert!(cfg.load_myid().unwrap_err().to_string().contains("myid"));
+    }
+
+    #[test]
+    fn myid_from_the_command_line_must_name_a_member() {
+        let mut cfg = Config::parse("server.1=a:1:2\nserver.2=b:1:2\n").unwrap();
+        cfg.set_myid(2).unwrap();
+        assert_eq!(cfg.server_id, 2);
+        let err = cfg.set_myid(9).unwrap_err().to_string();
+        assert!(
+            err.contains("--myid") && err.contains("no server.N line"),
+            "{err}"
+        );
+        assert_eq!(cfg.server_id, 2);
+        let err = Config::default().set_myid(1).unwrap_err().to_string();
+        assert!(
+            err.contains("--myid") && err.contains("standalone"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ enum Command {
         /// A zoo.cfg-style configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// This ensemble member's id, instead of the `myid` file in dataDir; it must be one of
+        /// the configuration's `server.N` lines.
+        #[arg(long, env = "ROOKERY_MYID", value_name = "N")]
+        myid: Option<u64>,
     },
     /// Benchmark any ZooKeeper-protocol server (`bench --server HOST:PORT`), or start Apache
     /// ZooKeeper and Rookery and compare them (`bench compare`).
@@ -103,12 +107,15 @@ fn main() -> anyhow::Result<()> {
             result?;
             Ok(())
         }
-        Command::Server { config } => {
+        Command::Server { config, myid } => {
             let mut cfg = match &config {
                 Some(path) => Config::from_file(path)?,
                 None => Config::default(),
             };
-            cfg.load_myid()?;
+            match myid {
+                Some(id) => cfg.set_myid(id)?,
+                None => cfg.load_myid()?,
+            }
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -136,7 +136,11 @@ async fn a_leader_killed_under_write_load_loses_no_acknowledged_write() {
     ens.wait_all_serving(SETTLE).await;
     assert_ne!(ens.leader(), Some(leader));
     // The client moved to a survivor on its own, with the same session.
-    assert_eq!(c.session_id(), session, "the client's session did not survive the failover");
+    assert_eq!(
+        c.session_id(),
+        session,
+        "the client's session did not survive the failover"
+    );
     let acked = load.finish().await;
     assert_everywhere(&ens, "/load", &acked).await;
 

@@ -1,19 +1,27 @@
 """The FROM-scratch container image: it builds without a registry, serves clients, and keeps its
-data across a container restart (a volume on /data).
+data across a container restart (a volume on /data); and docker/compose.yml runs a three-member
+ensemble from it that survives the loss of its leader.
 
-Runs whenever a Docker engine is present (as in CI); skipped otherwise. Containers use the host
-network and bind 127.0.0.1 only, so no traffic leaves loopback.
+Runs whenever a Docker engine is present (as in CI); skipped otherwise (the ensemble test also
+needs `docker compose` or `docker-compose`). Single containers use the host network and bind
+127.0.0.1 only; the ensemble runs on its own compose network and publishes its client ports on
+127.0.0.1 only, so no traffic leaves the machine.
 """
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError
 
 from servers import REPO_ROOT, free_port, four_letter
 
@@ -31,9 +39,7 @@ pytestmark = pytest.mark.skipif(not docker_ok(), reason="no Docker engine")
 
 @pytest.fixture(scope="module")
 def image():
-    env = {"ROOKERY_IMAGE": IMAGE}
-    import os
-    env = {**os.environ, **env}
+    env = {**os.environ, "ROOKERY_IMAGE": IMAGE}
     subprocess.run([str(REPO_ROOT / "scripts" / "docker-build.sh")], check=True, env=env, timeout=900)
     yield IMAGE
     subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True, timeout=60)
@@ -79,3 +85,205 @@ def test_image_serves_and_keeps_data_across_restarts(image, tmp_path: Path):
     finally:
         subprocess.run(["docker", "kill", name], capture_output=True, timeout=60)
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, timeout=60)
+
+
+COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yml"
+MEMBERS = ["rookery1", "rookery2", "rookery3"]
+MODE = re.compile(r"^Mode: (leader|follower|observer)$", re.M)
+
+
+def compose_command() -> Optional[List[str]]:
+    """`docker compose` (the CLI plugin) or the standalone `docker-compose`, whichever exists."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def srvr_mode(port: int) -> Optional[str]:
+    m = MODE.search(four_letter("127.0.0.1", port, "srvr"))
+    return m.group(1) if m else None
+
+
+def free_ports(n: int) -> List[int]:
+    ports: List[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def stop_client(zk: Optional[KazooClient]) -> None:
+    if zk is None:
+        return
+    try:
+        zk.stop()
+        zk.close()
+    except Exception:  # noqa: BLE001 - best effort in cleanup
+        pass
+
+
+class Ensemble:
+    """One `docker compose -p <unique> -f docker/compose.yml` project on free host ports."""
+
+    def __init__(self, compose: List[str], image: str) -> None:
+        self.compose = compose
+        self.project = f"rookerytest{uuid.uuid4().hex[:10]}"
+        self.ports: Dict[str, int] = dict(zip(MEMBERS, free_ports(len(MEMBERS))))
+        self.env = {**os.environ, "ROOKERY_IMAGE": image}
+        for i, name in enumerate(MEMBERS, 1):
+            self.env[f"ROOKERY{i}_PORT"] = str(self.ports[name])
+
+    def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [*self.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def container(self, member: str) -> str:
+        cid = self.run("ps", "-q", member).stdout.strip()
+        assert cid, f"no container for {member}"
+        return cid
+
+    def modes(self) -> Dict[str, Optional[str]]:
+        return {m: srvr_mode(p) for m, p in self.ports.items()}
+
+    def hosts(self, members: List[str]) -> str:
+        return ",".join(f"127.0.0.1:{self.ports[m]}" for m in members)
+
+    def logs(self) -> str:
+        try:
+            r = self.run("logs", "--no-color", "--tail", "80", timeout=60, check=False)
+            return r.stdout + r.stderr
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            return f"<no logs: {e}>"
+
+    def down(self) -> None:
+        # Containers, the network and the named volumes, whatever state the test left.
+        self.run("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
+
+
+def wait_for(what: str, predicate, timeout: float, ensemble: Ensemble, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s; srvr modes {ensemble.modes()}")
+        time.sleep(interval)
+
+
+def try_write(hosts: str, path: str) -> bool:
+    """One attempt, on a fresh session, to create `path` through `hosts`; True once it is done."""
+    zk = KazooClient(hosts=hosts, timeout=10)
+    try:
+        zk.start(timeout=5)
+        zk.create_async(path, b"after", makepath=True).get(timeout=10)
+        return True
+    except NodeExistsError:
+        return True  # an earlier attempt whose answer was lost did create it
+    except Exception:  # noqa: BLE001 - the ensemble may still be electing
+        return False
+    finally:
+        stop_client(zk)
+
+
+def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(image):
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    ens = Ensemble(compose, image)
+    clients: List[KazooClient] = []
+    stop_writer = threading.Event()
+    writer: Optional[threading.Thread] = None
+
+    def client(hosts: str, timeout: float = 10) -> KazooClient:
+        zk = KazooClient(hosts=hosts, timeout=timeout)
+        clients.append(zk)
+        zk.start(timeout=15)
+        return zk
+
+    try:
+        ens.run("up", "-d")
+        # Every member elected: one leader, two followers.
+        wait_for("all three members report a Mode line",
+                 lambda: all(ens.modes().values()), 120, ens)
+        modes = ens.modes()
+        assert sorted(modes.values()) == ["follower", "follower", "leader"], modes
+
+        # 200 writes through member 1 (leader or follower: a follower forwards them).
+        zk1 = client(ens.hosts(["rookery1"]))
+        acked: Dict[str, bytes] = {}
+        zk1.create("/ensemble-test", b"")
+        for i in range(200):
+            path, data = f"/ensemble-test/before-{i:04d}", f"before {i}".encode()
+            zk1.create_async(path, data).get(timeout=10)
+            acked[path] = data
+        stop_client(zk1)
+
+        leader = next(m for m, mode in ens.modes().items() if mode == "leader")
+        survivors = [m for m in MEMBERS if m != leader]
+
+        # Keep writing through a survivor while the leader dies; record what is acknowledged
+        # (a write whose outcome is unknown is not recorded, and its path is never reused).
+        during: Dict[str, bytes] = {}
+        zkw = KazooClient(hosts=ens.hosts([survivors[0]]), timeout=30)
+        clients.append(zkw)
+        zkw.start(timeout=15)
+
+        def write_during() -> None:
+            for i in range(100_000):
+                if stop_writer.is_set():
+                    return
+                path, data = f"/ensemble-test/during-{i:05d}", f"during {i}".encode()
+                try:
+                    zkw.create_async(path, data).get(timeout=10)
+                    during[path] = data
+                except Exception:  # noqa: BLE001 - lost leader, electing, reconnecting
+                    stop_writer.wait(0.2)
+
+        writer = threading.Thread(target=write_during, name="write-during-failover", daemon=True)
+        writer.start()
+        wait_for("the writer gets 20 writes acknowledged", lambda: len(during) >= 20, 60, ens, 0.05)
+
+        subprocess.run(["docker", "kill", ens.container(leader)], check=True,
+                       capture_output=True, timeout=60)
+        assert srvr_mode(ens.ports[leader]) is None
+
+        # The survivors elect a new leader and take writes again.
+        wait_for("a client of the two survivors can write again",
+                 lambda: try_write(ens.hosts(survivors), "/ensemble-test/after-failover"), 120, ens, 1)
+        modes = {m: srvr_mode(ens.ports[m]) for m in survivors}
+        assert sorted(modes.values()) == ["follower", "leader"], modes
+
+        stop_writer.set()
+        writer.join(timeout=30)
+        assert not writer.is_alive(), "the writer did not stop"
+        print(f"killed {leader}; {len(during)} writes acknowledged around the failover")
+        acked.update(during)
+        acked["/ensemble-test/after-failover"] = b"after"
+
+        # Every acknowledged write is on both survivors (sync first: reads are local).
+        for member in survivors:
+            zk = client(ens.hosts([member]))
+            zk.sync("/ensemble-test")
+            children = {f"/ensemble-test/{c}" for c in zk.get_children("/ensemble-test")}
+            missing = sorted(set(acked) - children)
+            assert not missing, f"{member} lacks {len(missing)} acknowledged znodes: {missing[:10]}"
+            for path, data in acked.items():
+                assert zk.get(path)[0] == data, f"{member}: {path}"
+            stop_client(zk)
+    except BaseException:
+        print(f"== docker compose logs ({ens.project}) ==\n{ens.logs()}")
+        raise
+    finally:
+        stop_writer.set()
+        for zk in clients:
+            stop_client(zk)
+        if writer is not None:
+            writer.join(timeout=30)
+        ens.down()
