@@ -253,39 +253,66 @@ impl Core {
         }
     }
 
+    /// The local request a committed transaction answers, if any. A session's writes reach the
+    /// leader in order and are committed (or rejected) in order, so a commit for a later request
+    /// means the ones before it were lost on the way (a peer connection dropped them): those are
+    /// rejected, which drops their client's connection, instead of waiting forever.
     fn take_plan(&mut self, session_id: i64, cxid: i32) -> Option<Plan> {
         let ens = self.ens();
         let q = ens.waiting.get_mut(&session_id)?;
-        if q.front().map(|(x, _)| *x) != Some(cxid) {
-            return None;
-        }
-        let (_, plan) = q.pop_front().expect("front exists");
+        let pos = q.iter().position(|(x, _)| *x == cxid)?;
+        let lost: Vec<Plan> = q.drain(..pos).map(|(_, p)| p).collect();
+        let (_, plan) = q.pop_front().expect("the position exists");
         if q.is_empty() {
             ens.waiting.remove(&session_id);
         }
+        for p in lost {
+            tracing::warn!(
+                session = format_args!("0x{session_id:x}"),
+                "a forwarded request was lost; dropping its client"
+            );
+            self.reject(p);
+        }
         Some(plan)
+    }
+
+    /// Forgets what a closed connection was waiting for: its writes still commit, unanswered.
+    pub(crate) fn forget_conn(&mut self, conn_id: ConnId) {
+        let Some(ens) = self.ensemble.as_mut() else {
+            return;
+        };
+        let of_conn = |p: &Plan| match p {
+            Plan::Reply { conn, .. } | Plan::Connect { conn, .. } => *conn == conn_id,
+            Plan::Internal => false,
+        };
+        ens.waiting.retain(|_, q| {
+            q.retain(|(_, p)| !of_conn(p));
+            !q.is_empty()
+        });
+        ens.forwarded_syncs.retain(|_, (c, _)| *c != conn_id);
+        ens.syncs.retain(|(_, c, _)| *c != conn_id);
     }
 
     fn on_role(&mut self, role: RoleChange) {
         tracing::info!(?role, "ensemble role changed");
         let was_serving = self.ens().serving();
         self.ens().role = role;
-        match role {
-            RoleChange::Looking => {
-                // As ZooKeeper: a member that is not serving has no clients. Outstanding writes
-                // have an unknown outcome; their clients learn it after reconnecting.
-                if was_serving {
-                    let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-                    for c in conns {
-                        self.close_conn(c);
-                    }
-                }
-                let ens = self.ens();
-                ens.waiting.clear();
-                ens.forwarded_syncs.clear();
-                ens.syncs.clear();
-                self.outstanding = Default::default();
+        if was_serving {
+            // As ZooKeeper: a member that stops serving under one leader drops its clients.
+            // Outstanding writes have an unknown outcome; their clients learn it after
+            // reconnecting (to this member under its new role, or to another).
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for c in conns {
+                self.close_conn(c);
             }
+            let ens = self.ens();
+            ens.waiting.clear();
+            ens.forwarded_syncs.clear();
+            ens.syncs.clear();
+            self.outstanding = Default::default();
+        }
+        match role {
+            RoleChange::Looking => {}
             RoleChange::Leading { .. } => {
                 // Followers' touches did not reach this member: every session gets a full
                 // timeout from now, and anything it was closing before is open again (its close

@@ -508,6 +508,7 @@ impl Core {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return;
         };
+        self.forget_conn(conn_id);
         if self.session_conn.get(&conn.session_id) == Some(&conn_id) {
             self.session_conn.remove(&conn.session_id);
         }
