@@ -146,6 +146,33 @@ fn conf(core: &Core, out: &mut String) {
     let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
     let _ = writeln!(out, "clientPortListenBacklog=-1");
     let _ = writeln!(out, "serverId={}", c.server_id);
+    if core.ensemble.is_some() {
+        // As ZooKeeper prints a quorum member's configuration.
+        let _ = writeln!(out, "initLimit={}", c.init_limit_ticks);
+        let _ = writeln!(out, "syncLimit={}", c.sync_limit_ticks);
+        let _ = writeln!(out, "electionAlg=3");
+        let _ = writeln!(
+            out,
+            "peerType={}",
+            u8::from(
+                c.ensemble
+                    .iter()
+                    .any(|p| p.id == u64::from(c.server_id) && p.observer)
+            )
+        );
+        for p in &c.ensemble {
+            let role = if p.observer {
+                "observer"
+            } else {
+                "participant"
+            };
+            let _ = writeln!(
+                out,
+                "server.{}={}:{}:{}:{role}",
+                p.id, p.host, p.quorum_port, p.election_port
+            );
+        }
+    }
 }
 
 fn cons_lines(core: &Core, out: &mut String, full: bool) {

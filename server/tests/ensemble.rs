@@ -385,6 +385,9 @@ async fn status_words_show_the_ensemble() {
         assert!(Instant::now() < deadline, "followers never synced");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let conf = common::four_letter(m.client, "conf");
+    assert!(conf.contains(&format!("serverId={}", leader + 1)), "{conf}");
+    assert!(conf.contains("server.3="), "{conf}");
     let epoch: u32 = m.mntr("zk_current_epoch").unwrap().parse().unwrap();
     assert!(epoch >= 1);
     for (i, f) in ens.members.iter().enumerate() {
