@@ -52,6 +52,11 @@ pub struct Ensemble {
     syncs: Vec<(i64, ConnId, Queued)>,
     /// Zab tick length.
     pub(crate) tick_ms: u64,
+    /// Actions not yet performed. Performing one can cause more: applying a commit answers a
+    /// client, which lets its next queued write be proposed. Those must wait until the actions
+    /// before them are done, or a PROPOSAL would overtake a COMMIT numbered before it.
+    queue: VecDeque<Action>,
+    performing: bool,
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -73,6 +78,8 @@ impl Ensemble {
             forwarded_syncs: HashMap::new(),
             syncs: Vec::new(),
             tick_ms: tick_ms.max(1),
+            queue: VecDeque::new(),
+            performing: false,
         }
     }
 
@@ -119,68 +126,79 @@ impl Core {
         self.perform(actions);
     }
 
-    /// Performs the core's actions, in order.
+    /// Performs the core's actions in order, after any still queued (see `Ensemble::queue`).
     pub(crate) fn perform(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Send { to, msg } => self.ens().net.send(to, PeerMsg::Zab(msg)),
-                Action::SendSnapshot {
-                    to,
+        let ens = self.ens();
+        ens.queue.extend(actions);
+        if ens.performing {
+            return;
+        }
+        ens.performing = true;
+        while let Some(action) = self.ens().queue.pop_front() {
+            self.perform_one(action);
+        }
+        self.ens().performing = false;
+    }
+
+    fn perform_one(&mut self, action: Action) {
+        match action {
+            Action::Send { to, msg } => self.ens().net.send(to, PeerMsg::Zab(msg)),
+            Action::SendSnapshot {
+                to,
+                session,
+                epoch,
+                seq,
+                zxid,
+            } => {
+                // The core asks for exactly the applied state: every commit before this
+                // action is applied, none after.
+                assert_eq!(
+                    zxid.to_i64(),
+                    self.last_zxid,
+                    "a snapshot is sent at the commit point"
+                );
+                let image = snapshot::encode(&self.snapshot_image());
+                tracing::info!(
+                    learner = to,
+                    zxid = format_args!("{:#x}", self.last_zxid),
+                    bytes = image.len(),
+                    "sending a snapshot"
+                );
+                let msg = zab::Message::Peer {
                     session,
                     epoch,
                     seq,
-                    zxid,
-                } => {
-                    // The core asks for exactly the applied state: every commit before this
-                    // action is applied, none after.
-                    assert_eq!(
-                        zxid.to_i64(),
-                        self.last_zxid,
-                        "a snapshot is sent at the commit point"
-                    );
-                    let image = snapshot::encode(&self.snapshot_image());
-                    tracing::info!(
-                        learner = to,
-                        zxid = format_args!("{:#x}", self.last_zxid),
-                        bytes = image.len(),
-                        "sending a snapshot"
-                    );
-                    let msg = zab::Message::Peer {
-                        session,
-                        epoch,
-                        seq,
-                        packet: zab::Packet::Snap {
-                            zxid,
-                            snapshot: Bytes::from(image),
-                        },
-                    };
-                    self.ens().net.send(to, PeerMsg::Zab(msg));
-                }
-                Action::Store { seq, op } => {
-                    let cmd = match op {
-                        StoreOp::Append { entries } => StoreCmd::Append(
-                            entries
-                                .into_iter()
-                                .map(|e| (e.zxid.to_i64(), e.payload))
-                                .collect(),
-                        ),
-                        StoreOp::Truncate { after } => StoreCmd::Truncate(after.to_i64()),
-                        StoreOp::InstallSnapshot { zxid, snapshot } => {
-                            self.install_snapshot(zxid, &snapshot);
-                            StoreCmd::Install {
-                                zxid: zxid.to_i64(),
-                                image: snapshot,
-                            }
-                        }
-                        StoreOp::Epochs { accepted, current } => {
-                            StoreCmd::Epochs(Epochs { accepted, current })
-                        }
-                    };
-                    self.log.store(seq, cmd);
-                }
-                Action::Commit { entries } => self.apply_committed(entries),
-                Action::Role(role) => self.on_role(role),
+                    packet: zab::Packet::Snap {
+                        zxid,
+                        snapshot: Bytes::from(image),
+                    },
+                };
+                self.ens().net.send(to, PeerMsg::Zab(msg));
             }
+            Action::Store { seq, op } => {
+                let cmd = match op {
+                    StoreOp::Append { entries } => StoreCmd::Append(
+                        entries
+                            .into_iter()
+                            .map(|e| (e.zxid.to_i64(), e.payload))
+                            .collect(),
+                    ),
+                    StoreOp::Truncate { after } => StoreCmd::Truncate(after.to_i64()),
+                    StoreOp::InstallSnapshot { zxid, snapshot } => {
+                        self.install_snapshot(zxid, &snapshot);
+                        StoreCmd::Install {
+                            zxid: zxid.to_i64(),
+                            image: snapshot,
+                        }
+                    }
+                    StoreOp::Epochs { accepted, current } => {
+                        StoreCmd::Epochs(Epochs { accepted, current })
+                    }
+                };
+                self.log.store(seq, cmd);
+            }
+            Action::Commit { entries } => self.apply_committed(entries),
+            Action::Role(role) => self.on_role(role),
         }
     }
 

@@ -252,7 +252,10 @@ async fn start_ensemble(
         .collect();
     let per = ensemble::TICKS_PER_TICK;
     let mut zcfg = zab::Config::new(my_id, voters, observers);
-    zcfg.heartbeat_ticks = per / 2;
+    // A PING (and, while connecting, a resent FOLLOWERINFO) every zab tick: a learner whose
+    // first FOLLOWERINFO reached its leader before that leader settled is taken within a tenth
+    // of a tick, not a whole heartbeat later.
+    zcfg.heartbeat_ticks = 1;
     zcfg.sync_limit_ticks = cfg.sync_limit_ticks.saturating_mul(per);
     zcfg.init_limit_ticks = cfg.init_limit_ticks.saturating_mul(per);
     zcfg.election_resend_max_ticks = 4 * per;
