@@ -111,10 +111,14 @@ struct CompareArgs {
     /// Draw the ratios as an SVG bar chart to this file.
     #[arg(long)]
     svg: Option<PathBuf>,
-    /// Compare 3-member ensembles instead of standalone servers (ZooKeeper with QuorumPeerMain;
-    /// Rookery fails with a clear message until it can run as an ensemble).
+    /// Compare 3-member ensembles instead of standalone servers (member N on 127.0.0.N; the
+    /// clients connect to all three), and time the failover after the leader is killed.
     #[arg(long)]
     ensemble: bool,
+    /// With --ensemble: fresh ensembles per server whose leader is killed with SIGKILL under a
+    /// steady writer, to time the failover; the median is compared (0: skip).
+    #[arg(long, default_value_t = 3)]
+    failover_runs: usize,
     /// Which servers to run, comma-separated (one alone gives its figures without ratios).
     #[arg(long, value_delimiter = ',', default_value = "rookery,zookeeper")]
     servers: Vec<Flavor>,
@@ -213,6 +217,7 @@ async fn run_compare(args: CompareArgs, command: String) -> anyhow::Result<()> {
         servers: args.servers,
         ensemble: args.ensemble,
         startup_runs: args.startup_runs,
+        failover_runs: args.failover_runs,
         rounds: args.rounds,
         quiet_wait: args.quiet_wait,
         settings: Settings {
@@ -237,6 +242,18 @@ async fn run_compare(args: CompareArgs, command: String) -> anyhow::Result<()> {
         } else {
             write_file(path, &report::svg(&c))?;
         }
+    }
+    let failed: Vec<String> = c
+        .sides
+        .iter()
+        .filter(|s| s.failover.iter().any(|r| r.error.is_some()))
+        .map(|s| s.flavor.to_string())
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "failover failed for {} (see FAILOVER FAILED above)",
+            failed.join(" and ")
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::failover::{self, FailoverRun};
 use super::process::{filesystem_type, Cluster, Flavor, Settings};
 use super::{BenchError, Options, Workload, WorkloadResult};
 
@@ -24,6 +25,9 @@ pub struct CompareOptions {
     pub ensemble: bool,
     /// Fresh starts whose start-up time is measured (the median is compared).
     pub startup_runs: usize,
+    /// With `ensemble`: fresh ensembles per server whose leader is killed to time the failover
+    /// (the median is compared); zero skips it.
+    pub failover_runs: usize,
     /// Runs of each timed workload per server, alternating servers; the run with the median
     /// throughput (for expiry: the median p50) is the one reported. More rounds, less noise.
     pub rounds: usize,
@@ -89,12 +93,26 @@ pub struct Side {
     pub idle_rss_kib: Option<u64>,
     /// One result per workload.
     pub results: Vec<WorkloadResult>,
+    /// Ensembles only: each failover run (leader killed), in run order.
+    #[serde(default)]
+    pub failover: Vec<FailoverRun>,
 }
 
 impl Side {
     /// The median start-up time in ms.
     pub fn startup_median_ms(&self) -> Option<f64> {
         median(&self.startup_ms)
+    }
+
+    /// The median time from killing the leader to the first acknowledged write, over the
+    /// failover runs that finished.
+    pub fn failover_write_median_ms(&self) -> Option<f64> {
+        failover::median_of(&self.failover, |r| r.write_ms)
+    }
+
+    /// The median time from killing the leader until a survivor reports `Mode: leader`.
+    pub fn failover_leader_median_ms(&self) -> Option<f64> {
+        failover::median_of(&self.failover, |r| r.leader_ms)
     }
 
     /// The result of one workload.
@@ -126,6 +144,11 @@ pub enum Metric {
     /// Server CPU time (user + system) per operation: the server's efficiency, which the load
     /// generator sharing the machine does not blur.
     ServerCpu,
+    /// Ensembles: from killing the leader (SIGKILL) until a client connected to every member
+    /// has a write acknowledged again.
+    FailoverWrite,
+    /// Ensembles: from killing the leader until a surviving member's `srvr` says it leads.
+    FailoverLeader,
 }
 
 impl Metric {
@@ -146,6 +169,8 @@ impl Metric {
             Metric::IdleRss => "idle RSS MiB",
             Metric::Startup => "start-up ms",
             Metric::ServerCpu => "server CPU µs/op",
+            Metric::FailoverWrite => "failover: kill to first write ms",
+            Metric::FailoverLeader => "failover: kill to new leader ms",
         }
     }
 }
@@ -194,9 +219,9 @@ impl Row {
 /// Runs the comparison.
 ///
 /// # Errors
-/// [`BenchError::EnsembleUnsupported`] for `ensemble` with Rookery (until `rookery server` runs
-/// as a member of an ensemble); [`BenchError::ServerStart`] if a server does not start; any
-/// error of [`super::run`].
+/// [`BenchError::ServerStart`] if a server does not start; any error of [`super::run`]. A
+/// failover run that does not finish is not an error here: it is recorded in its
+/// [`FailoverRun::error`].
 ///
 /// # Cancellation safety
 /// Dropping the future kills every server it started.
@@ -213,6 +238,11 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
     if opts.startup_runs == 0 || opts.startup_runs > 100 {
         return Err(BenchError::InvalidOption(
             "--startup-runs must be 1 to 100".into(),
+        ));
+    }
+    if opts.failover_runs > 100 {
+        return Err(BenchError::InvalidOption(
+            "--failover-runs must be 0 to 100".into(),
         ));
     }
     let size = if opts.ensemble { 3 } else { 1 };
@@ -249,26 +279,6 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         );
     }
 
-    // A Rookery ensemble is tried first, so that an unsupported one fails before anything runs.
-    if opts.ensemble && servers.contains(&Flavor::Rookery) {
-        match Cluster::start(Flavor::Rookery, size, &opts.settings).await {
-            Ok(c) => drop(c),
-            Err(BenchError::ServerStart {
-                reason, log_tail, ..
-            }) => {
-                let said = log_tail
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no output")
-                    .trim()
-                    .to_owned();
-                return Err(BenchError::EnsembleUnsupported(format!("{reason}: {said}")));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-
     let mut sides: Vec<Side> = servers
         .iter()
         .map(|&flavor| Side {
@@ -278,6 +288,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
             ready_ms: Vec::new(),
             idle_rss_kib: None,
             results: Vec::new(),
+            failover: Vec::new(),
         })
         .collect();
 
@@ -313,14 +324,16 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
                     order.reverse();
                 }
                 for k in order {
-                    let c = &clusters[k];
+                    let c = &mut clusters[k];
                     let quiet = wait_for_quiet(opts.quiet_wait).await;
                     tracing::info!(server = %c.flavor, workload = %w, round, "measuring");
                     let bench = Options {
                         server_pids: c.pids(),
                         ..opts.bench.clone()
                     };
-                    let mut r = super::run(&c.connect_string(), &[w], &bench).await?;
+                    let mut r = super::run(&c.connect_string(), &[w], &bench)
+                        .await
+                        .map_err(|e| c.failed(e))?;
                     quiet.note(&mut r);
                     runs[k].append(&mut r);
                 }
@@ -336,7 +349,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
     if workloads.contains(&Workload::Tree) {
         // A fresh server each, so that the RSS is the tree's alone.
         for side in &mut sides {
-            let c = Cluster::start(side.flavor, size, &opts.settings).await?;
+            let mut c = Cluster::start(side.flavor, size, &opts.settings).await?;
             if side.version.is_none() {
                 side.version = c.version().await;
             }
@@ -346,9 +359,43 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
                 server_pids: c.pids(),
                 ..opts.bench.clone()
             };
-            let mut r = super::run(&c.connect_string(), &[Workload::Tree], &bench).await?;
+            let mut r = super::run(&c.connect_string(), &[Workload::Tree], &bench)
+                .await
+                .map_err(|e| c.failed(e))?;
             quiet.note(&mut r);
             side.results.append(&mut r);
+        }
+    }
+
+    if opts.ensemble {
+        // A fresh ensemble per run: after the kill, two members are left.
+        for run in 0..opts.failover_runs {
+            let mut order: Vec<usize> = (0..sides.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for k in order {
+                let side = &mut sides[k];
+                let mut c = Cluster::start(side.flavor, size, &opts.settings).await?;
+                if side.version.is_none() {
+                    side.version = c.version().await;
+                }
+                let quiet = wait_for_quiet(opts.quiet_wait).await;
+                tracing::info!(server = %c.flavor, run, "killing the leader to time the failover");
+                let r = failover::measure(&mut c, &opts.bench.root).await?;
+                match &r.error {
+                    None => tracing::info!(
+                        server = %c.flavor,
+                        run,
+                        write_ms = r.write_ms,
+                        leader_ms = r.leader_ms,
+                        other_busy_cores_before = quiet.busy_cores,
+                        "failover"
+                    ),
+                    Some(e) => tracing::error!(server = %c.flavor, run, "failover failed: {e}"),
+                }
+                side.failover.push(r);
+            }
         }
     }
 
@@ -379,7 +426,13 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
                 .map(|s| s.trim().to_owned()),
             filesystem,
         },
-        shared_config: opts.settings.shared_config(),
+        shared_config: {
+            let mut cfg = opts.settings.shared_config();
+            if opts.ensemble {
+                cfg.extend(Settings::ensemble_config());
+            }
+            cfg
+        },
         settings: opts.settings.clone(),
         options: opts.bench.clone(),
         sides,
@@ -580,6 +633,12 @@ fn rows(r: &Side, z: &Side, workloads: &[Workload]) -> Vec<Row> {
     }
     if let (Some(a), Some(b)) = (r.idle_rss_kib, z.idle_rss_kib) {
         out.push(row(None, Metric::IdleRss, mib(a), mib(b)));
+    }
+    if let (Some(a), Some(b)) = (r.failover_write_median_ms(), z.failover_write_median_ms()) {
+        out.push(row(None, Metric::FailoverWrite, a, b));
+    }
+    if let (Some(a), Some(b)) = (r.failover_leader_median_ms(), z.failover_leader_median_ms()) {
+        out.push(row(None, Metric::FailoverLeader, a, b));
     }
     for &w in workloads {
         let (Some(a), Some(b)) = (r.result(w), z.result(w)) else {

@@ -5,16 +5,19 @@
 //! - [`Workload`], [`Options`] and [`run`]: the workloads (create, set, get, mixed reads and
 //!   writes, watch fan-out, session churn, ephemeral expiry, a large tree) against one server,
 //!   each giving a [`WorkloadResult`] (ops/s and latency percentiles from HdrHistogram).
-//! - [`process`]: starts Rookery and Apache ZooKeeper (standalone, or a 3-member ensemble) on
-//!   free loopback ports, times their start-up until `ruok` is answered, reads their RSS.
-//! - [`compare`]: runs the same workloads against both with the same configuration and builds
-//!   the ratio table.
+//! - [`process`]: starts Rookery and Apache ZooKeeper (standalone, or a 3-member ensemble with
+//!   member N on 127.0.0.N) on free loopback ports, times their start-up until `ruok` is
+//!   answered, reads their RSS, finds and kills an ensemble's leader.
+//! - [`failover`]: the failover time of an ensemble: the leader killed under a steady writer.
+//! - [`compare`]: runs the same workloads against both with the same configuration (and, for
+//!   ensembles, times the failover of each) and builds the ratio table.
 //! - [`report`]: the text tables, and the SVG chart of the ratios.
 //!
 //! Every loop is bounded by the workload's deadline, an operation count, or both, and every wait
 //! on a server has a timeout.
 
 pub mod compare;
+pub mod failover;
 pub mod process;
 mod raw;
 pub mod report;
@@ -79,13 +82,18 @@ pub enum BenchError {
         /// The end of its log.
         log_tail: String,
     },
-    /// The 3-member comparison was asked for, but Rookery cannot run as an ensemble yet.
-    #[error(
-        "Rookery cannot run a 3-member ensemble yet: `rookery server` refused a configuration \
-         with server.N lines ({0}). Run `rookery bench compare --ensemble --servers zookeeper` \
-         to measure the ZooKeeper ensemble alone until replication lands."
-    )]
-    EnsembleUnsupported(String),
+    /// A workload failed against servers the comparison started: the error, and what the
+    /// servers said last (their data directories are removed on exit).
+    #[error("{server}: {source}{logs}")]
+    Against {
+        /// Which server.
+        server: String,
+        /// The workload's error.
+        #[source]
+        source: Box<BenchError>,
+        /// Each member's state and the end of its log.
+        logs: String,
+    },
     /// The results could not be written as JSON.
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -1,9 +1,11 @@
 //! Server processes for `rookery bench compare`: Rookery and Apache ZooKeeper started with the
-//! same configuration on free loopback ports, standalone or as a 3-member ensemble; start-up
-//! timed until `ruok` is answered; RSS read from `/proc/<pid>/status`.
+//! same configuration on free loopback ports, standalone or as a 3-member ensemble (member N on
+//! its own address 127.0.0.N); start-up timed until `ruok` is answered; RSS read from
+//! `/proc/<pid>/status`; the leader found by `srvr`, and killed for the failover measurement.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -102,6 +104,15 @@ impl Settings {
         .collect()
     }
 
+    /// The lines every ensemble member gets, of both servers (besides its `server.N` lines,
+    /// with member N on 127.0.0.N, and `clientPortAddress` set to its own address).
+    pub fn ensemble_config() -> Vec<(String, String)> {
+        vec![
+            ("initLimit".to_owned(), "10".to_owned()),
+            ("syncLimit".to_owned(), "5".to_owned()),
+        ]
+    }
+
     /// The lines only ZooKeeper gets: fsync before acknowledging (its default, written out),
     /// and no embedded Jetty admin server (Rookery has none).
     pub fn zookeeper_only_config() -> Vec<(String, String)> {
@@ -125,10 +136,14 @@ impl Settings {
 #[derive(Debug)]
 pub struct Member {
     child: Child,
+    /// Its id: N of its `server.N` line (1 when standalone).
+    pub id: usize,
     /// Its client address.
     pub addr: SocketAddr,
     /// Its stdout and stderr.
     pub log: PathBuf,
+    /// Whether [`Cluster::kill`] killed it.
+    pub killed: bool,
 }
 
 impl Drop for Member {
@@ -189,8 +204,19 @@ impl Cluster {
             .prefix(&format!("bench-{}-", flavor.name()))
             .tempdir_in(&settings.work_dir)
             .map_err(|e| BenchError::io("creating a data directory", e))?;
-        // Ports: a client port per member, plus quorum and election ports for an ensemble.
-        let ports = free_ports(if size == 1 { 1 } else { 3 * size })?;
+        // Member N on 127.0.0.N: a client port, plus quorum and election ports in an ensemble.
+        let addrs = (1..=size)
+            .map(|id| {
+                let ip = Ipv4Addr::new(127, 0, 0, id as u8);
+                let ports = free_ports(ip, if size == 1 { 1 } else { 3 })?;
+                Ok(MemberAddrs {
+                    ip,
+                    client: ports[0],
+                    quorum: ports.get(1).copied().unwrap_or_default(),
+                    election: ports.get(2).copied().unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, BenchError>>()?;
         let mut cluster = Cluster {
             flavor,
             startup: Duration::ZERO,
@@ -200,7 +226,7 @@ impl Cluster {
         };
         let spawned = Instant::now();
         for id in 1..=size {
-            let member = spawn_member(flavor, id, size, &ports, settings, cluster.dir.path())?;
+            let member = spawn_member(flavor, id, &addrs, settings, cluster.dir.path())?;
             cluster.members.push(member);
         }
         let deadline = spawned + settings.ready_timeout;
@@ -267,9 +293,105 @@ impl Cluster {
             .join(",")
     }
 
-    /// The members' process ids.
+    /// The process ids of the members still running (not killed by [`Cluster::kill`]).
     pub fn pids(&self) -> Vec<u32> {
-        self.members.iter().map(Member::pid).collect()
+        self.members
+            .iter()
+            .filter(|m| !m.killed)
+            .map(Member::pid)
+            .collect()
+    }
+
+    /// What `srvr` says member `i` is (`leader`, `follower`, `standalone`), or `None` when it
+    /// does not answer or does not serve.
+    pub async fn mode(&self, i: usize) -> Option<String> {
+        let member = self.members.get(i)?;
+        if member.killed {
+            return None;
+        }
+        mode_of(member.addr).await
+    }
+
+    /// Waits until `srvr` shows exactly one leader among the running members and every other
+    /// running member following it; returns the leader's index.
+    ///
+    /// # Errors
+    /// [`BenchError::Timeout`] after `bound`, naming what each member said last.
+    pub async fn wait_for_leader(&self, bound: Duration) -> Result<usize, BenchError> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let mut modes = Vec::with_capacity(self.members.len());
+            for i in 0..self.members.len() {
+                modes.push(self.mode(i).await);
+            }
+            let running = || self.members.iter().zip(&modes).filter(|(m, _)| !m.killed);
+            let leaders: Vec<usize> = running()
+                .filter(|(_, mode)| mode.as_deref() == Some("leader"))
+                .map(|(m, _)| m.id)
+                .collect();
+            let all_follow = running()
+                .all(|(_, mode)| matches!(mode.as_deref(), Some("leader") | Some("follower")));
+            if leaders.len() == 1 && all_follow {
+                let id = leaders[0];
+                return Ok(self
+                    .members
+                    .iter()
+                    .position(|m| m.id == id)
+                    .unwrap_or_default());
+            }
+            if Instant::now() >= deadline {
+                let said: Vec<String> = self
+                    .members
+                    .iter()
+                    .zip(&modes)
+                    .map(|(m, mode)| {
+                        format!(
+                            "member {}: {}",
+                            m.id,
+                            if m.killed {
+                                "killed"
+                            } else {
+                                mode.as_deref().unwrap_or("not serving")
+                            }
+                        )
+                    })
+                    .collect();
+                return Err(BenchError::Timeout {
+                    context: format!(
+                        "waiting for one {} leader and its followers ({})",
+                        self.flavor,
+                        said.join(", ")
+                    ),
+                    after: bound,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Kills member `i` with SIGKILL and reaps it. Returns when the signal was sent, and when
+    /// the process was gone (its sockets closed).
+    ///
+    /// # Errors
+    /// [`BenchError::Io`] if the signal cannot be sent or the process cannot be reaped.
+    pub fn kill(&mut self, i: usize) -> Result<(Instant, Instant), BenchError> {
+        let member = self
+            .members
+            .get_mut(i)
+            .ok_or_else(|| BenchError::InvalidOption(format!("no member {i}")))?;
+        let pid = member.pid();
+        let signalled = Instant::now();
+        member
+            .child
+            .kill()
+            .map_err(|e| BenchError::io(format!("killing pid {pid}"), e))?;
+        member.killed = true;
+        // SIGKILL cannot be caught: the wait is short (the kernel tears the process down).
+        member
+            .child
+            .wait()
+            .map_err(|e| BenchError::io(format!("reaping pid {pid}"), e))?;
+        Ok((signalled, Instant::now()))
     }
 
     /// The members.
@@ -283,6 +405,36 @@ impl Cluster {
         srvr.lines()
             .find_map(|l| l.strip_prefix("Zookeeper version:"))
             .map(|v| v.trim().to_owned())
+    }
+
+    /// Wraps the error of a workload run against this cluster with each member's state (running,
+    /// exited, killed) and the end of its log, since the logs go with the cluster.
+    pub fn failed(&mut self, error: BenchError) -> BenchError {
+        let mut logs = String::new();
+        for m in &mut self.members {
+            let state = if m.killed {
+                "killed by the harness".to_owned()
+            } else {
+                match m.child.try_wait() {
+                    Ok(Some(status)) => format!("exited: {status}"),
+                    Ok(None) => "running".to_owned(),
+                    Err(e) => format!("unknown: {e}"),
+                }
+            };
+            let _ = write!(
+                logs,
+                "\n--- member {} ({}, {state}), last lines of {} ---\n{}",
+                m.id,
+                m.addr,
+                m.log.display(),
+                log_tail(&m.log, 40)
+            );
+        }
+        BenchError::Against {
+            server: self.flavor.to_string(),
+            source: Box::new(error),
+            logs,
+        }
     }
 
     /// The combined RSS of the members.
@@ -320,10 +472,19 @@ fn check_installed(flavor: Flavor, settings: &Settings) -> Result<(), BenchError
     }
 }
 
-/// `n` distinct free loopback ports (all bound at once, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>, BenchError> {
+/// A member's addresses.
+#[derive(Debug, Clone, Copy)]
+struct MemberAddrs {
+    ip: Ipv4Addr,
+    client: u16,
+    quorum: u16,
+    election: u16,
+}
+
+/// `n` distinct free ports on `ip` (all bound at once, then released).
+fn free_ports(ip: Ipv4Addr, n: usize) -> Result<Vec<u16>, BenchError> {
     let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .map(|_| TcpListener::bind((ip, 0)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| BenchError::io("finding free ports", e))?;
     listeners
@@ -337,11 +498,12 @@ fn free_ports(n: usize) -> Result<Vec<u16>, BenchError> {
 fn spawn_member(
     flavor: Flavor,
     id: usize,
-    size: usize,
-    ports: &[u16],
+    addrs: &[MemberAddrs],
     settings: &Settings,
     root: &Path,
 ) -> Result<Member, BenchError> {
+    let size = addrs.len();
+    let me = addrs[id - 1];
     let io = |what: &str, p: &Path| {
         let what = format!("{what} {}", p.display());
         move |e| BenchError::io(what, e)
@@ -349,21 +511,23 @@ fn spawn_member(
     let dir = root.join(format!("member{id}"));
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(io("creating", &data))?;
-    let client_port = ports[id - 1];
     let mut cfg = settings.shared_config();
+    for (k, v) in &mut cfg {
+        if k == "clientPortAddress" {
+            *v = me.ip.to_string();
+        }
+    }
     cfg.push(("dataDir".into(), data.display().to_string()));
-    cfg.push(("clientPort".into(), client_port.to_string()));
+    cfg.push(("clientPort".into(), me.client.to_string()));
     if flavor == Flavor::Zookeeper {
         cfg.extend(Settings::zookeeper_only_config());
     }
     if size > 1 {
-        cfg.push(("initLimit".into(), "10".into()));
-        cfg.push(("syncLimit".into(), "5".into()));
-        for n in 1..=size {
-            let (quorum, election) = (ports[size + 2 * (n - 1)], ports[size + 2 * (n - 1) + 1]);
+        cfg.extend(Settings::ensemble_config());
+        for (n, a) in addrs.iter().enumerate() {
             cfg.push((
-                format!("server.{n}"),
-                format!("127.0.0.1:{quorum}:{election}"),
+                format!("server.{}", n + 1),
+                format!("{}:{}:{}", a.ip, a.quorum, a.election),
             ));
         }
         let myid = data.join("myid");
@@ -406,8 +570,10 @@ fn spawn_member(
         })?;
     Ok(Member {
         child,
-        addr: SocketAddr::from(([127, 0, 0, 1], client_port)),
+        id,
+        addr: SocketAddr::from((me.ip, me.client)),
         log,
+        killed: false,
     })
 }
 
@@ -443,6 +609,15 @@ pub async fn four_letter(addr: SocketAddr, word: &str) -> String {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// `Mode:` of `srvr` at `addr` (`None` when it does not answer or does not serve).
+pub async fn mode_of(addr: SocketAddr) -> Option<String> {
+    four_letter(addr, "srvr")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("Mode:"))
+        .map(|m| m.trim().to_owned())
 }
 
 /// Whether a session can be opened (and is closed again) on `addr`.

@@ -233,6 +233,39 @@ fn side_title(s: &Side) -> String {
     )
 }
 
+/// The failover runs of one server: the medians and every run, and each failed run's reason.
+pub fn failover_text(s: &Side) -> String {
+    if s.failover.is_empty() {
+        return String::new();
+    }
+    let ok = s.failover.iter().filter(|r| r.error.is_none()).count();
+    let list = |pick: fn(&super::failover::FailoverRun) -> Option<f64>| {
+        s.failover
+            .iter()
+            .map(|r| pick(r).map_or_else(|| "failed".to_owned(), fmt_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = format!(
+        "{} failover (leader killed with SIGKILL, {ok} of {} runs finished): kill to first \
+         write {} ms (median; runs: {}), kill to new leader in srvr {} ms (median; runs: {})\n",
+        s.flavor,
+        s.failover.len(),
+        s.failover_write_median_ms()
+            .map_or_else(|| "-".into(), fmt_ms),
+        list(|r| r.write_ms),
+        s.failover_leader_median_ms()
+            .map_or_else(|| "-".into(), fmt_ms),
+        list(|r| r.leader_ms),
+    );
+    for (i, r) in s.failover.iter().enumerate() {
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "FAILOVER FAILED ({}, run {}): {e}", s.flavor, i + 1);
+        }
+    }
+    out
+}
+
 /// `rookery bench compare`'s output: the ratio table, then each server's own table.
 pub fn comparison_report(c: &Comparison) -> String {
     let mut out = format!(
@@ -271,8 +304,15 @@ pub fn comparison_report(c: &Comparison) -> String {
     }
     for s in &c.sides {
         let _ = writeln!(out, "{}\n", side_title(s));
-        out.push_str(&results_table(&s.results));
-        out.push('\n');
+        if !s.results.is_empty() {
+            out.push_str(&results_table(&s.results));
+            out.push('\n');
+        }
+        let failover = failover_text(s);
+        if !failover.is_empty() {
+            out.push_str(&failover);
+            out.push('\n');
+        }
     }
     if let Some(s) = c.sides.first() {
         out.push_str(&notes(&s.results));
@@ -288,7 +328,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// A horizontal bar chart of Rookery's advantage per headline row (throughput, p99, RSS,
-/// start-up), on a log scale from 0.1× to 100×, with each goal marked. Written by hand: plain
+/// start-up, and for ensembles the failover until the first write), on a log scale from 0.1× to 100×, with each goal marked. Written by hand: plain
 /// SVG 1.1, no scripts, no external fonts.
 pub fn svg(c: &Comparison) -> String {
     let rows: Vec<&Row> = c
@@ -304,6 +344,7 @@ pub fn svg(c: &Comparison) -> String {
                         | Metric::Rss
                         | Metric::IdleRss
                         | Metric::Startup
+                        | Metric::FailoverWrite
                 )
         })
         .collect();
@@ -492,6 +533,8 @@ mod tests {
                 row(Some(Workload::Get), Metric::P99, 2.0, 1.0),
                 row(Some(Workload::Get), Metric::P50, 2.0, 1.0),
                 row(Some(Workload::Expiry), Metric::P99, 4000.0, 4100.0),
+                row(None, Metric::FailoverWrite, 800.0, 2000.0),
+                row(None, Metric::FailoverLeader, 500.0, 1000.0),
             ],
         }
     }
@@ -505,11 +548,54 @@ mod tests {
         assert!(t.contains("Goals missed: get p99 ms, get p50 ms."), "{t}");
         let svg = svg(&c);
         assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
-        // Headline rows only: start-up, create ops/s, get p99 (not p50, not expiry).
-        assert_eq!(svg.matches("<rect x=").count(), 3, "{svg}");
+        // Headline rows only: start-up, create ops/s, get p99, failover to the first write (not
+        // p50, not expiry, not the failover until srvr shows a leader).
+        assert_eq!(svg.matches("<rect x=").count(), 4, "{svg}");
+        assert!(svg.contains("failover: kill to first write ms"), "{svg}");
+        assert!(t.contains("| failover: kill to new leader ms"), "{t}");
+        assert!(t.contains("| failover: kill to first write ms"), "{t}");
         assert!(svg.contains("120×"), "{svg}");
         assert!(svg.contains("#d9534f"), "the missed p99 is red");
         // Every tag opened is closed (a cheap well-formedness check).
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn failover_runs_are_summarized_and_failures_shown() {
+        use super::super::failover::FailoverRun;
+        let side = Side {
+            flavor: Flavor::Rookery,
+            version: None,
+            startup_ms: vec![],
+            ready_ms: vec![],
+            idle_rss_kib: None,
+            results: vec![],
+            failover: vec![
+                FailoverRun {
+                    write_ms: Some(700.0),
+                    leader_ms: Some(400.0),
+                    ..FailoverRun::default()
+                },
+                FailoverRun {
+                    error: Some("no survivor became leader".into()),
+                    ..FailoverRun::default()
+                },
+            ],
+        };
+        let t = failover_text(&side);
+        assert!(t.contains("1 of 2 runs finished"), "{t}");
+        assert!(
+            t.contains("first write 700.0 ms (median; runs: 700.0, failed)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("FAILOVER FAILED (Rookery, run 2): no survivor became leader"),
+            "{t}"
+        );
+        let none = Side {
+            failover: vec![],
+            ..side
+        };
+        assert_eq!(failover_text(&none), "");
     }
 }

@@ -172,6 +172,18 @@ async fn create_all(
     Ok(())
 }
 
+/// Makes every client's server catch up with the leader (`sync`), so that what one session
+/// prepared is visible to the others: in an ensemble a session reads from the member it is
+/// connected to, which may not have applied another session's writes yet.
+async fn sync_all(ctx: &Ctx, clients: &[Client], path: &str) -> Result<(), BenchError> {
+    ctx.bounded(
+        "syncing the sessions",
+        futures::future::try_join_all(clients.iter().map(|c| c.sync(path))),
+    )
+    .await
+    .map(drop)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Window {
     begin: Instant,
@@ -411,6 +423,7 @@ async fn keyed(ctx: &Ctx, w: Workload) -> Result<WorkloadResult, BenchError> {
         &ctx.value,
     )
     .await?;
+    sync_all(ctx, &clients, &dir).await?;
     let read_pct = match w {
         Workload::Get => 100,
         Workload::Set => 0,
@@ -454,6 +467,7 @@ async fn watch(ctx: &Ctx) -> Result<WorkloadResult, BenchError> {
     let writer = ctx.connect_one().await?;
     ensure_path(ctx, &writer, &path).await?;
     let watchers = ctx.connect_many(ctx.opts.watchers).await?;
+    sync_all(ctx, &watchers, &path).await?;
     let window = ctx.window();
     let sampler = sample_cpu(ctx.opts.server_pids.clone(), window.begin, window.end);
     let mut rounds = Latencies::new();
@@ -586,6 +600,8 @@ async fn expiry(ctx: &Ctx) -> Result<WorkloadResult, BenchError> {
             raws.push(raw);
             paths.push(path);
         }
+        // The ephemerals were created through other sessions, perhaps on other members.
+        sync_all(ctx, std::slice::from_ref(&observer), &dir).await?;
         let watched = ctx
             .bounded(
                 "watching the ephemerals",
@@ -715,6 +731,7 @@ async fn tree(ctx: &Ctx) -> Result<WorkloadResult, BenchError> {
         (n - 1) / TREE_FANOUT,
         (n - 1) % TREE_FANOUT
     );
+    sync_all(ctx, &clients[..1], &dir).await?;
     if ctx
         .bounded("checking the tree", clients[0].exists(&last))
         .await?
