@@ -508,3 +508,60 @@ async fn the_peer_ports_close_on_garbage_and_the_ensemble_carries_on() {
     ens.wait_all_serving(SETTLE).await;
     let _ = c.close().await;
 }
+
+/// Pipelined reads and writes on sessions of the leader: applying a commit answers a client whose
+/// next write is then proposed while the runtime is still performing the step's actions. That
+/// proposal must not overtake the step's COMMIT, or the followers see a gap in the leader's packet
+/// sequence and leave (the leader then loses its quorum and drops every client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_reads_and_writes_on_the_leader_keep_the_followers() {
+    let ens = Ensemble::start(Options::new(3)).await;
+    let leader = ens.leader().unwrap();
+    let c = client(&ens.connect_string(&[leader])).await;
+    c.create("/mix", b"", &persistent()).await.unwrap();
+    for k in 0..20 {
+        c.create(&format!("/mix/k{k}"), b"v", &persistent())
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for s in 0..8 {
+        let c = client(&ens.connect_string(&[leader])).await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..150 {
+                // Four in flight at once: write, read, write, read. The second write waits
+                // behind the read, which waits behind the first write, so it is proposed while
+                // the first one's commit is being performed.
+                let ops: Vec<_> = (0..4)
+                    .map(|i| {
+                        let path = format!("/mix/k{}", (s * 7 + round + i) % 20);
+                        let c = c.clone();
+                        async move {
+                            if i % 2 == 0 {
+                                c.set_data(&path, b"w", None).await.map(|_| ())
+                            } else {
+                                c.get_data(&path).await.map(|_| ())
+                            }
+                        }
+                    })
+                    .collect();
+                for r in futures::future::join_all(ops).await {
+                    r.expect("an operation failed under pipelined load");
+                }
+            }
+            let _ = c.close().await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (i, m) in ens.members.iter().enumerate() {
+        assert!(
+            !m.log().contains("back to electing"),
+            "member {} left the ensemble under load:\n{}",
+            i + 1,
+            ens.logs()
+        );
+    }
+    let _ = c.close().await;
+}
