@@ -17,7 +17,7 @@
 //! - **Storage.** ZAB's store operations go to the log writer thread in order; its completions come
 //!   back as [`Event::Persisted`](crate::server::Event::Persisted).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use rookery_proto::{Id, Reader, Request, Response};
@@ -57,6 +57,10 @@ pub struct Ensemble {
     /// before them are done, or a PROPOSAL would overtake a COMMIT numbered before it.
     queue: VecDeque<Action>,
     performing: bool,
+    /// Sessions that sent this learner something since its last [`Relay::Touch`]. Only those
+    /// are relayed (ZooKeeper's touch table): a client that is connected but silent (paused,
+    /// or behind a half-open connection) must expire like one on the leader.
+    pub(crate) touched: HashSet<i64>,
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -80,6 +84,7 @@ impl Ensemble {
             tick_ms: tick_ms.max(1),
             queue: VecDeque::new(),
             performing: false,
+            touched: HashSet::new(),
         }
     }
 
@@ -135,6 +140,11 @@ impl Core {
         }
         ens.performing = true;
         while let Some(action) = self.ens().queue.pop_front() {
+            if self.failed.is_some() {
+                // Stopping: nothing after the failure may be applied, stored or sent.
+                self.ens().queue.clear();
+                break;
+            }
             self.perform_one(action);
         }
         self.ens().performing = false;
@@ -185,7 +195,10 @@ impl Core {
                     ),
                     StoreOp::Truncate { after } => StoreCmd::Truncate(after.to_i64()),
                     StoreOp::InstallSnapshot { zxid, snapshot } => {
-                        self.install_snapshot(zxid, &snapshot);
+                        if !self.install_snapshot(zxid, &snapshot) {
+                            // Never write an image that did not verify.
+                            return;
+                        }
                         StoreCmd::Install {
                             zxid: zxid.to_i64(),
                             image: snapshot,
@@ -204,17 +217,21 @@ impl Core {
 
     /// Replaces the applied state with the leader's image (the learner is synchronizing, so no
     /// client is connected).
-    fn install_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) {
+    fn install_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> bool {
         let image = match snapshot::read(std::path::Path::new("<snapshot from the leader>"), bytes)
         {
             Ok(img) if img.zxid == zxid.to_i64() => img,
             Ok(img) => {
-                return self.fail(format!(
+                self.fail(format!(
                     "the leader's snapshot holds zxid {:#x}, not {zxid}",
                     img.zxid
-                ))
+                ));
+                return false;
             }
-            Err(e) => return self.fail(format!("the leader's snapshot is unreadable: {e}")),
+            Err(e) => {
+                self.fail(format!("the leader's snapshot is unreadable: {e}"));
+                return false;
+            }
         };
         tracing::info!(zxid = %zxid, nodes = image.nodes.len(), "installing the leader's snapshot");
         let watches = std::mem::take(&mut self.tree.watches);
@@ -228,6 +245,7 @@ impl Core {
         self.last_zxid = image.zxid;
         self.next_zxid = image.zxid;
         self.outstanding = Default::default();
+        true
     }
 
     /// Stops the server: something that must never happen did, and going on could corrupt
@@ -252,7 +270,8 @@ impl Core {
             };
             let applied = self.commit(&hdr, &txn);
             self.outstanding.applied(zxid);
-            match self.take_plan(hdr.session_id, hdr.cxid) {
+            let creates = matches!(txn, Txn::CreateSession { .. });
+            match self.take_plan(hdr.session_id, hdr.cxid, creates) {
                 Some(plan) => self.finish(zxid, &txn, plan, applied),
                 None => {
                     if let Txn::CloseSession { session_id } = txn {
@@ -275,10 +294,14 @@ impl Core {
     /// leader in order and are committed (or rejected) in order, so a commit for a later request
     /// means the ones before it were lost on the way (a peer connection dropped them): those are
     /// rejected, which drops their client's connection, instead of waiting forever.
-    fn take_plan(&mut self, session_id: i64, cxid: i32) -> Option<Plan> {
+    fn take_plan(&mut self, session_id: i64, cxid: i32, creates: bool) -> Option<Plan> {
         let ens = self.ens();
         let q = ens.waiting.get_mut(&session_id)?;
-        let pos = q.iter().position(|(x, _)| *x == cxid)?;
+        // A handshake waits for its createSession, a request for its own transaction: an
+        // expiry's closeSession (xid 0) must not answer a client request sent with xid 0.
+        let pos = q
+            .iter()
+            .position(|(x, p)| *x == cxid && matches!(p, Plan::Connect { .. }) == creates)?;
         let lost: Vec<Plan> = q.drain(..pos).map(|(_, p)| p).collect();
         let (_, plan) = q.pop_front().expect("the position exists");
         if q.is_empty() {
@@ -352,12 +375,16 @@ impl Core {
         changes: Option<HashMap<String, Option<crate::prep::View>>>,
         plan: Plan,
     ) -> bool {
+        let closes = match &txn {
+            Txn::CloseSession { session_id } => Some(*session_id),
+            _ => None,
+        };
         let ens = self.ens();
         let zxid = match ens.node.next_zxid() {
             Ok(z) => z.to_i64(),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot propose");
-                self.reject(plan);
+                self.not_proposed(closes, plan);
                 return false;
             }
         };
@@ -376,7 +403,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "proposal refused");
-                self.reject(plan);
+                self.not_proposed(closes, plan);
                 return false;
             }
         };
@@ -393,6 +420,15 @@ impl Core {
         }
         self.perform(actions);
         true
+    }
+
+    /// A transaction the core refused: a close that did not happen leaves its session open (an
+    /// expiry is retried at the next tick), and the client is dropped.
+    fn not_proposed(&mut self, closes: Option<i64>, plan: Plan) {
+        if let Some(session_id) = closes {
+            self.sessions.reopen(session_id);
+        }
+        self.reject(plan);
     }
 
     /// A write that will not be answered: its client is dropped (it retries elsewhere).
@@ -426,11 +462,10 @@ impl Core {
             .get(&conn_id)
             .map(|c| c.ids.clone())
             .unwrap_or_default();
+        // A forwarded closeSession does not mark the session closing here: the leader does, and
+        // the commit removes it everywhere; if the leader refuses it, the session stays usable.
         let mut body = Vec::new();
         req.encode(&mut body);
-        if matches!(req, Request::CloseSession) {
-            self.sessions.set_closing(session_id);
-        }
         let msg = Relay::Forward {
             session_id,
             cxid: q.xid,
@@ -551,7 +586,7 @@ impl Core {
                 session_id,
                 timeout_ms,
                 passwd,
-            } if leader => {
+            } if leader && self.sessions.get(session_id).is_none() => {
                 let txn = Txn::CreateSession {
                     session_id,
                     timeout_ms,
@@ -612,7 +647,10 @@ impl Core {
             Relay::Rejected { session_id, cxid } => {
                 if let Some((conn, _)) = self.ens().forwarded_syncs.remove(&(session_id, cxid)) {
                     self.close_conn(conn);
-                } else if let Some(plan) = self.take_plan(session_id, cxid) {
+                } else if let Some(plan) = self
+                    .take_plan(session_id, cxid, false)
+                    .or_else(|| self.take_plan(session_id, cxid, true))
+                {
                     self.reject(plan);
                 }
             }
@@ -653,10 +691,11 @@ impl Core {
 
     /// A learner's half tick: tell the leader which sessions are connected here.
     pub(crate) fn relay_touches(&mut self) {
+        let touched = std::mem::take(&mut self.ens().touched);
         let Some(leader) = self.ensemble.as_ref().and_then(Ensemble::leader_to_forward) else {
             return;
         };
-        let sessions: Vec<i64> = self.session_conn.keys().copied().collect();
+        let sessions: Vec<i64> = touched.into_iter().collect();
         for chunk in sessions.chunks(crate::quorum::relay::MAX_TOUCHES) {
             self.send_relay(
                 leader,

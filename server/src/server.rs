@@ -602,6 +602,9 @@ impl Core {
                         }
                     }
                     self.sessions.set_timeout(req.session_id, timeout_ms, now);
+                    if let Some(e) = &mut self.ensemble {
+                        e.touched.insert(req.session_id);
+                    }
                     (req.session_id, passwd)
                 }
                 _ => {
@@ -703,6 +706,9 @@ impl Core {
             return;
         }
         let now = self.now_ms();
+        if let Some(e) = &mut self.ensemble {
+            e.touched.insert(session_id);
+        }
         if !self.sessions.touch(session_id, now) {
             let frame = reply_frame(
                 q.xid,
@@ -1413,11 +1419,12 @@ impl Core {
     fn on_tick(&mut self) {
         let now = self.now_ms();
         self.maybe_purge(now);
-        if let Some(e) = &self.ensemble {
-            if !e.is_leader() {
-                // Only the leader expires sessions and reaps containers; learners tell it which
-                // sessions are alive here.
-                self.relay_touches();
+        if self.ensemble.is_some() {
+            // Learners tell the leader which sessions showed activity here (the leader just
+            // forgets its own set).
+            self.relay_touches();
+            if !self.ensemble.as_ref().is_some_and(|e| e.is_leader()) {
+                // Only the leader expires sessions and reaps containers.
                 return;
             }
         }

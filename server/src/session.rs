@@ -123,6 +123,13 @@ impl SessionTracker {
         }
     }
 
+    /// Undoes [`SessionTracker::set_closing`] when the close could not be proposed.
+    pub fn reopen(&mut self, id: i64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.closing = false;
+        }
+    }
+
     /// Marks a session as closing so that no request of it is served any more.
     pub fn set_closing(&mut self, id: i64) {
         if let Some(s) = self.sessions.get_mut(&id) {

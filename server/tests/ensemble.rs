@@ -335,7 +335,8 @@ async fn a_session_moves_between_members_with_its_ephemerals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leader_keeps_a_session_alive_on_a_follower_and_expires_it_when_silent() {
+async fn the_leader_keeps_a_session_alive_on_a_follower_and_expires_it_when_silent_though_connected(
+) {
     let ens = Ensemble::start(Options::new(3)).await;
     let follower = (ens.leader().unwrap() + 1) % 3;
     let addr = ens.members[follower].client;
@@ -356,8 +357,9 @@ async fn the_leader_keeps_a_session_alive_on_a_follower_and_expires_it_when_sile
     }
     let c = client(&ens.connect_string(&[ens.leader().unwrap()])).await;
     assert!(c.exists("/alive").await.unwrap().is_some());
-    // Silence: the leader expires it, and its ephemeral goes on every member.
-    drop(raw);
+    // Silence, with the connection left open (a paused client, or a half-open connection):
+    // the follower stops vouching for the session, the leader expires it, and its ephemeral goes
+    // on every member.
     let deadline = Instant::now() + Duration::from_millis(timeout_ms * 3 + 5000);
     loop {
         c.sync("/").await.unwrap();
@@ -370,6 +372,13 @@ async fn the_leader_keeps_a_session_alive_on_a_follower_and_expires_it_when_sile
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And the follower drops the expired session's connection.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), raw.is_closed())
+            .await
+            .unwrap_or(false),
+        "the follower kept the expired session's connection open"
+    );
     let _ = c.close().await;
 }
 
