@@ -17,7 +17,7 @@
 
 pub mod relay;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,6 +203,11 @@ pub async fn start(
     })
 }
 
+/// The connection each member has open to one listener: a newer one replaces (closes) the
+/// older, so a member holds at most one established connection per port however often it
+/// reconnects, and frames of an old connection can never arrive after a newer one's.
+type Registry = Arc<std::sync::Mutex<HashMap<PeerId, (u64, CancellationToken)>>>;
+
 async fn accept_loop(
     listener: TcpListener,
     members: Vec<PeerId>,
@@ -210,8 +215,11 @@ async fn accept_loop(
     incoming: mpsc::Sender<Incoming>,
     shutdown: CancellationToken,
 ) {
-    // A few connections per member (reconnects overlap briefly); anything beyond is refused.
+    // Room for every member's connection plus a few still saying hello; anything beyond is
+    // refused.
     let slots = Arc::new(tokio::sync::Semaphore::new(members.len() * 4));
+    let registry: Registry = Arc::default();
+    let mut next_seq: u64 = 0;
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -228,31 +236,60 @@ async fn accept_loop(
             tracing::warn!(%addr, "too many peer connections; refusing");
             continue;
         };
-        let (members, incoming, shutdown) = (members.clone(), incoming.clone(), shutdown.clone());
+        next_seq += 1;
+        let seq = next_seq;
+        let (members, incoming, shutdown, registry) = (
+            members.clone(),
+            incoming.clone(),
+            shutdown.clone(),
+            registry.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
-            let mut from = None;
-            tokio::select! {
-                r = read_peer(stream, &members, &incoming, &mut from) => {
+            let mut stream = stream;
+            let from = tokio::select! {
+                r = read_hello(&mut stream, &members) => match r {
+                    Ok(from) => from,
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "peer connection refused");
+                        return;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let token = CancellationToken::new();
+            if let Some((_, older)) = registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(from, (seq, token.clone()))
+            {
+                older.cancel();
+            }
+            let replaced = tokio::select! {
+                r = read_frames(stream, from, &incoming) => {
                     if let Err(e) = r {
                         tracing::debug!(%addr, error = %e, "peer connection ended");
                     }
+                    false
                 }
+                () = token.cancelled() => true,
                 () = shutdown.cancelled() => return,
+            };
+            {
+                let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
+                if reg.get(&from).is_some_and(|(s, _)| *s == seq) {
+                    reg.remove(&from);
+                }
             }
-            if let (true, Some(from)) = (report_loss, from) {
+            // A replaced connection is not a lost peer: its newer connection is up.
+            if report_loss && !replaced {
                 let _ = incoming.send(Incoming { from, msg: None }).await;
             }
         });
     }
 }
 
-async fn read_peer(
-    mut stream: TcpStream,
-    members: &[PeerId],
-    incoming: &mpsc::Sender<Incoming>,
-    sender: &mut Option<PeerId>,
-) -> Result<(), String> {
+async fn read_hello(stream: &mut TcpStream, members: &[PeerId]) -> Result<PeerId, String> {
     let _ = stream.set_nodelay(true);
     let mut hello = [0u8; 13];
     tokio::time::timeout(
@@ -269,7 +306,14 @@ async fn read_peer(
     if !members.contains(&from) {
         return Err(format!("server.{from} is not a member"));
     }
-    *sender = Some(from);
+    Ok(from)
+}
+
+async fn read_frames(
+    stream: TcpStream,
+    from: PeerId,
+    incoming: &mpsc::Sender<Incoming>,
+) -> Result<(), String> {
     let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
     let mut body = Vec::new();
     loop {

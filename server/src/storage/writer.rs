@@ -128,34 +128,45 @@ impl LogWriter {
         let thread = std::thread::Builder::new()
             .name("rookery-log".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut cmds = vec![first];
-                    while cmds.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(c) => cmds.push(c),
-                            Err(_) => break,
+                // A panic (a broken invariant) must still stop the server: otherwise the core
+                // would wait for a durable point that never comes.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    while let Ok(first) = rx.recv() {
+                        let mut cmds = vec![first];
+                        while cmds.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(c) => cmds.push(c),
+                                Err(_) => break,
+                            }
+                        }
+                        let mut result = Ok(());
+                        let mut seq = None;
+                        for cmd in cmds {
+                            let this = match &cmd {
+                                Cmd::Store(s, _) => Some(*s),
+                                _ => None,
+                            };
+                            result = state.run(cmd);
+                            if result.is_err() {
+                                break;
+                            }
+                            seq = this.or(seq);
+                        }
+                        match result.and_then(|()| state.log.sync()) {
+                            Ok(zxid) => on_sync(Ok(Synced { zxid, seq })),
+                            Err(e) => {
+                                on_sync(Err(e));
+                                return;
+                            }
                         }
                     }
-                    let mut result = Ok(());
-                    let mut seq = None;
-                    for cmd in cmds {
-                        let this = match &cmd {
-                            Cmd::Store(s, _) => Some(*s),
-                            _ => None,
-                        };
-                        result = state.run(cmd);
-                        if result.is_err() {
-                            break;
-                        }
-                        seq = this.or(seq);
-                    }
-                    match result.and_then(|()| state.log.sync()) {
-                        Ok(zxid) => on_sync(Ok(Synced { zxid, seq })),
-                        Err(e) => {
-                            on_sync(Err(e));
-                            return;
-                        }
-                    }
+                }));
+                if run.is_err() {
+                    on_sync(Err(StorageError::Io {
+                        op: "run the log writer",
+                        path: PathBuf::new(),
+                        source: std::io::Error::other("the log writer thread panicked"),
+                    }));
                 }
             })
             .expect("spawning the log writer thread");
@@ -198,6 +209,19 @@ mod tests {
 
     use super::super::mem::MemBackend;
     use super::*;
+
+    #[test]
+    fn a_panic_in_the_writer_is_reported_as_a_failure() {
+        let b = MemBackend::new();
+        let log = TxnLog::open(Arc::new(b.clone()), Path::new("/l"), 8192, 0, None).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let w = LogWriter::spawn(log, None, move |r| s.lock().unwrap().push(r.is_ok()));
+        // A zxid that does not follow the log's last one trips the log's invariant.
+        w.append(7, vec![1]);
+        w.close();
+        assert_eq!(*seen.lock().unwrap(), vec![false]);
+    }
 
     #[test]
     fn batches_share_syncs_and_failures_stop_the_writer() {
