@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
-use rookery_proto::{Id, Reader, Request, Response};
+use rookery_proto::{ConnectRequest, Id, Reader, Request, Response};
 
 use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
 use crate::server::{Core, Plan, Queued, ReplyKind};
@@ -37,6 +37,10 @@ use crate::zab::{self, Action, Input, Node, PeerId, RoleChange, StoreOp, Zxid};
 /// inside one `tickTime`.
 pub const TICKS_PER_TICK: u32 = 10;
 
+/// The xid a learner's session revalidation travels with in [`Relay::Sync`] (clients number
+/// their requests from 1 up).
+const REVALIDATE_CXID: i32 = i32::MIN;
+
 /// The ensemble side of the request processor.
 pub struct Ensemble {
     pub(crate) node: Node,
@@ -50,6 +54,11 @@ pub struct Ensemble {
     forwarded_syncs: HashMap<(i64, i32), (ConnId, Queued)>,
     /// Syncs the leader answered, waiting for this member to apply up to the zxid.
     syncs: Vec<(i64, ConnId, Queued)>,
+    /// Handshakes naming a session this learner does not know, waiting for the leader's commit
+    /// point, per session.
+    revalidating: HashMap<i64, Vec<(ConnId, ConnectRequest)>>,
+    /// The same, once the leader answered: waiting to apply up to the zxid.
+    revalidated: Vec<(i64, ConnId, ConnectRequest)>,
     /// Zab tick length.
     pub(crate) tick_ms: u64,
     /// Actions not yet performed. Performing one can cause more: applying a commit answers a
@@ -81,6 +90,8 @@ impl Ensemble {
             waiting: HashMap::new(),
             forwarded_syncs: HashMap::new(),
             syncs: Vec::new(),
+            revalidating: HashMap::new(),
+            revalidated: Vec::new(),
             tick_ms: tick_ms.max(1),
             queue: VecDeque::new(),
             performing: false,
@@ -284,6 +295,7 @@ impl Core {
             }
         }
         self.answer_syncs();
+        self.finish_revalidations();
         self.applied_since_snapshot += n;
         if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running {
             self.start_snapshot();
@@ -332,6 +344,50 @@ impl Core {
         });
         ens.forwarded_syncs.retain(|_, (c, _)| *c != conn_id);
         ens.syncs.retain(|(_, c, _)| *c != conn_id);
+        ens.revalidating.retain(|_, v| {
+            v.retain(|(c, _)| *c != conn_id);
+            !v.is_empty()
+        });
+        ens.revalidated.retain(|(_, c, _)| *c != conn_id);
+    }
+
+    /// Asks the leader for its commit point on behalf of a handshake naming an unknown session.
+    pub(crate) fn revalidate(&mut self, conn_id: ConnId, req: ConnectRequest) {
+        let Some(leader) = self.ensemble.as_ref().and_then(Ensemble::leader_to_forward) else {
+            return self.close_conn(conn_id);
+        };
+        let session_id = req.session_id;
+        let ens = self.ens();
+        let first = !ens.revalidating.contains_key(&session_id);
+        ens.revalidating
+            .entry(session_id)
+            .or_default()
+            .push((conn_id, req));
+        if first {
+            self.send_relay(
+                leader,
+                Relay::Sync {
+                    session_id,
+                    cxid: REVALIDATE_CXID,
+                },
+            );
+        }
+    }
+
+    /// Looks again at the handshakes whose revalidation point this member has applied.
+    fn finish_revalidations(&mut self) {
+        let last = self.last_zxid;
+        let ens = self.ens();
+        if ens.revalidated.iter().all(|(z, _, _)| *z > last) {
+            return;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ens.revalidated)
+            .into_iter()
+            .partition(|(z, _, _)| *z <= last);
+        ens.revalidated = rest;
+        for (_, conn, req) in due {
+            self.resume(conn, req, true);
+        }
     }
 
     fn on_role(&mut self, role: RoleChange) {
@@ -350,6 +406,8 @@ impl Core {
             ens.waiting.clear();
             ens.forwarded_syncs.clear();
             ens.syncs.clear();
+            ens.revalidating.clear();
+            ens.revalidated.clear();
             self.outstanding = Default::default();
         }
         match role {
@@ -636,12 +694,32 @@ impl Core {
             Relay::Touch { .. } => {}
             Relay::Synced {
                 session_id,
+                cxid: REVALIDATE_CXID,
+                zxid,
+            } => {
+                let waiting = self.ens().revalidating.remove(&session_id);
+                for (conn, req) in waiting.unwrap_or_default() {
+                    self.ens().revalidated.push((zxid, conn, req));
+                }
+                self.finish_revalidations();
+            }
+            Relay::Synced {
+                session_id,
                 cxid,
                 zxid,
             } => {
                 if let Some((conn, q)) = self.ens().forwarded_syncs.remove(&(session_id, cxid)) {
                     self.ens().syncs.push((zxid, conn, q));
                     self.answer_syncs();
+                }
+            }
+            Relay::Rejected {
+                session_id,
+                cxid: REVALIDATE_CXID,
+            } => {
+                let waiting = self.ens().revalidating.remove(&session_id);
+                for (conn, _) in waiting.unwrap_or_default() {
+                    self.close_conn(conn);
                 }
             }
             Relay::Rejected { session_id, cxid } => {

@@ -558,10 +558,9 @@ impl Core {
             self.close_conn(conn_id);
             return;
         }
-        let timeout_ms = self.cfg.negotiate_timeout_ms(req.timeout_ms);
-        let read_only = req.read_only.map(|_| false);
-        let now = self.now_ms();
-        let (session_id, passwd) = if req.session_id == 0 {
+        if req.session_id == 0 {
+            let timeout_ms = self.cfg.negotiate_timeout_ms(req.timeout_ms);
+            let read_only = req.read_only.map(|_| false);
             let session_id = self.sessions.next_session_id();
             let mut passwd = [0u8; 16];
             rand::thread_rng().fill_bytes(&mut passwd);
@@ -588,40 +587,60 @@ impl Core {
                 None => self.submit(session_id, 0, txn, None, plan),
             }
             return;
-        } else {
-            match self.sessions.get(req.session_id) {
-                Some(s) if s.passwd[..] == req.passwd[..] => {
-                    let passwd = s.passwd;
-                    if let Some(old) = self.session_conn.get(&req.session_id).copied() {
-                        if old != conn_id {
-                            tracing::info!(
-                                session = format_args!("0x{:x}", req.session_id),
-                                "session moved; closing its old connection"
-                            );
-                            self.close_conn(old);
-                        }
+        }
+        self.resume(conn_id, req, false);
+    }
+
+    /// A handshake that names an existing session. `revalidated`: this learner already caught up
+    /// with the leader's commit point for it, so an unknown session is now surely gone.
+    pub(crate) fn resume(&mut self, conn_id: ConnId, req: ConnectRequest, revalidated: bool) {
+        let timeout_ms = self.cfg.negotiate_timeout_ms(req.timeout_ms);
+        let read_only = req.read_only.map(|_| false);
+        let now = self.now_ms();
+        match self.sessions.get(req.session_id) {
+            Some(s) if s.passwd[..] == req.passwd[..] => {
+                let passwd = s.passwd;
+                if let Some(old) = self.session_conn.get(&req.session_id).copied() {
+                    if old != conn_id {
+                        tracing::info!(
+                            session = format_args!("0x{:x}", req.session_id),
+                            "session moved; closing its old connection"
+                        );
+                        self.close_conn(old);
                     }
-                    self.sessions.set_timeout(req.session_id, timeout_ms, now);
-                    if let Some(e) = &mut self.ensemble {
-                        e.touched.insert(req.session_id);
-                    }
-                    (req.session_id, passwd)
                 }
-                _ => {
-                    let resp = ConnectResponse {
-                        passwd: vec![0; 16],
-                        read_only,
-                        ..ConnectResponse::default()
-                    };
-                    let mut frame = Vec::new();
-                    write_frame(&mut frame, |o| resp.encode(o));
-                    self.send(conn_id, frame, None);
-                    self.close_conn(conn_id);
-                    return;
+                self.sessions.set_timeout(req.session_id, timeout_ms, now);
+                if let Some(e) = &mut self.ensemble {
+                    e.touched.insert(req.session_id);
                 }
+                self.establish(conn_id, req.session_id, timeout_ms, passwd, read_only);
             }
-        };
-        self.establish(conn_id, session_id, timeout_ms, passwd, read_only);
+            None if !revalidated
+                && self
+                    .ensemble
+                    .as_ref()
+                    .and_then(|e| e.leader_to_forward())
+                    .is_some() =>
+            {
+                // Possibly created through another member moments ago and not applied here yet
+                // (ZooKeeper's learner revalidates with its leader): catch up, then look again.
+                if let Some(conn) = self.conns.get_mut(&conn_id) {
+                    conn.establishing = true;
+                }
+                self.revalidate(conn_id, req);
+            }
+            _ => {
+                let resp = ConnectResponse {
+                    passwd: vec![0; 16],
+                    read_only,
+                    ..ConnectResponse::default()
+                };
+                let mut frame = Vec::new();
+                write_frame(&mut frame, |o| resp.encode(o));
+                self.send(conn_id, frame, None);
+                self.close_conn(conn_id);
+            }
+        }
     }
 
     /// Binds a connection to its session and answers its handshake.
