@@ -423,6 +423,25 @@ def rookery_bin() -> Path:
     return REPO_ROOT / p
 
 
+def _rookery_cfg(data: Path, host: str, port: int, super_digest: Optional[str],
+                 tick_ms: int = 2000) -> Dict[str, object]:
+    """The zoo.cfg every Rookery the suite starts shares."""
+    cfg: Dict[str, object] = {
+        "tickTime": tick_ms,
+        "dataDir": data,
+        "clientPort": port,
+        "clientPortAddress": host,
+        "4lw.commands.whitelist": "*",
+        "zookeeper.extendedTypesEnabled": "true",
+        "znode.container.checkIntervalMs": 1000,
+        # 1 MiB of preallocated log instead of 64 MiB: tests start many servers.
+        "preAllocSize": 1024,
+    }
+    if super_digest:
+        cfg["zookeeper.DigestAuthenticationProvider.superDigest"] = super_digest
+    return cfg
+
+
 def start_rookery(extra_cfg: Optional[Dict[str, object]] = None, *,
                   super_digest: Optional[str] = None) -> Server:
     """Start ``$ROOKERY_BIN server --config <cfg>`` on a free port."""
@@ -436,19 +455,7 @@ def start_rookery(extra_cfg: Optional[Dict[str, object]] = None, *,
     def build(tmpdir: Path, port: int):
         data = tmpdir / "data"
         data.mkdir()
-        cfg: Dict[str, object] = {
-            "tickTime": 2000,
-            "dataDir": data,
-            "clientPort": port,
-            "clientPortAddress": HOST,
-            "4lw.commands.whitelist": "*",
-            "zookeeper.extendedTypesEnabled": "true",
-            "znode.container.checkIntervalMs": 1000,
-            # 1 MiB of preallocated log instead of 64 MiB: tests start many servers.
-            "preAllocSize": 1024,
-        }
-        if super_digest:
-            cfg["zookeeper.DigestAuthenticationProvider.superDigest"] = super_digest
+        cfg = _rookery_cfg(data, HOST, port, super_digest)
         cfg.update(extra_cfg)
         cfg_path = tmpdir / "zoo.cfg"
         _write_cfg(cfg_path, cfg)
@@ -487,21 +494,8 @@ def start_rookery_ensemble(size: int = 3, *, super_digest: Optional[str] = None,
             data = tmpdir / "data"
             data.mkdir()
             (data / "myid").write_text(f"{i}\n")
-            cfg: Dict[str, object] = {
-                "tickTime": tick_ms,
-                "initLimit": 10,
-                "syncLimit": 5,
-                "dataDir": data,
-                "clientPort": port,
-                "clientPortAddress": ip,
-                "4lw.commands.whitelist": "*",
-                "zookeeper.extendedTypesEnabled": "true",
-                "znode.container.checkIntervalMs": 1000,
-                "preAllocSize": 1024,
-            }
-            if super_digest:
-                cfg["zookeeper.DigestAuthenticationProvider.superDigest"] = super_digest
-            cfg.update(server_lines)
+            cfg = _rookery_cfg(data, ip, port, super_digest, tick_ms)
+            cfg.update({"initLimit": 10, "syncLimit": 5, **server_lines})
             cfg_path = tmpdir / "zoo.cfg"
             _write_cfg(cfg_path, cfg)
             log_path = tmpdir / "rookery.stdout.log"
