@@ -377,15 +377,7 @@ impl Core {
     /// Looks again at the handshakes whose revalidation point this member has applied.
     fn finish_revalidations(&mut self) {
         let last = self.last_zxid;
-        let ens = self.ens();
-        if ens.revalidated.iter().all(|(z, _, _)| *z > last) {
-            return;
-        }
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ens.revalidated)
-            .into_iter()
-            .partition(|(z, _, _)| *z <= last);
-        ens.revalidated = rest;
-        for (_, conn, req) in due {
+        for (_, conn, req) in take_due(&mut self.ens().revalidated, last) {
             self.resume(conn, req, true);
         }
     }
@@ -592,15 +584,7 @@ impl Core {
     /// Answers the syncs whose zxid this member has applied.
     fn answer_syncs(&mut self) {
         let last = self.last_zxid;
-        let ens = self.ens();
-        if ens.syncs.iter().all(|(z, _, _)| *z > last) {
-            return;
-        }
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ens.syncs)
-            .into_iter()
-            .partition(|(z, _, _)| *z <= last);
-        ens.syncs = rest;
-        for (_, conn, q) in due {
+        for (_, conn, q) in take_due(&mut self.ens().syncs, last) {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.inflight_writes -= 1;
             }
@@ -783,4 +767,16 @@ impl Core {
             );
         }
     }
+}
+
+/// Removes and returns the entries waiting for a zxid this member has applied (`<= last`).
+fn take_due<T>(waiting: &mut Vec<(i64, ConnId, T)>, last: i64) -> Vec<(i64, ConnId, T)> {
+    if waiting.iter().all(|(z, _, _)| *z > last) {
+        return Vec::new();
+    }
+    let (due, rest) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(z, _, _)| *z <= last);
+    *waiting = rest;
+    due
 }
