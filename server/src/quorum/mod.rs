@@ -19,6 +19,7 @@ pub mod relay;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ use crate::zab::{self, PeerId};
 pub const MAX_PEER_FRAME: usize = 1 << 30;
 /// Messages queued for one peer connection before more are dropped.
 const QUEUE_PER_PEER: usize = 64 * 1024;
+/// Bytes (of payloads and snapshots, roughly) queued for one peer connection before more are
+/// dropped: a peer that stops reading must not make this member buffer without bound.
+const MAX_QUEUED_BYTES: usize = 512 << 20;
 const MAGIC: &[u8; 4] = b"RKQP";
 const VERSION: u8 = 1;
 const KIND_ZAB: u8 = 0;
@@ -92,6 +96,29 @@ impl PeerMsg {
     fn is_election(&self) -> bool {
         matches!(self, PeerMsg::Zab(zab::Message::Notification(_)))
     }
+
+    /// About how many bytes the message holds, for the queue's byte bound.
+    fn weight(&self) -> usize {
+        const SMALL: usize = 64;
+        SMALL
+            + match self {
+                PeerMsg::Zab(zab::Message::Peer { packet, .. }) => match packet {
+                    zab::Packet::Proposal(e) | zab::Packet::Inform(e) => e.payload.len(),
+                    zab::Packet::Snap { snapshot, .. } => snapshot.len(),
+                    _ => 0,
+                },
+                PeerMsg::Relay(Relay::Forward { body, .. }) => body.len(),
+                PeerMsg::Relay(Relay::Touch { sessions }) => sessions.len() * 8,
+                _ => 0,
+            }
+    }
+}
+
+/// One peer connection's queue: bounded in messages by the channel and in bytes by `bytes`.
+#[derive(Debug, Clone)]
+struct Queue {
+    tx: mpsc::Sender<PeerMsg>,
+    bytes: Arc<AtomicUsize>,
 }
 
 /// What the transport hands the server.
@@ -107,8 +134,8 @@ pub struct Incoming {
 /// The sending side: one queue per peer and port.
 #[derive(Debug, Clone)]
 pub struct PeerNet {
-    election: Arc<BTreeMap<PeerId, mpsc::Sender<PeerMsg>>>,
-    quorum: Arc<BTreeMap<PeerId, mpsc::Sender<PeerMsg>>>,
+    election: Arc<BTreeMap<PeerId, Queue>>,
+    quorum: Arc<BTreeMap<PeerId, Queue>>,
 }
 
 impl PeerNet {
@@ -119,10 +146,21 @@ impl PeerNet {
         } else {
             &self.quorum
         };
-        if let Some(q) = queues.get(&to) {
-            if q.try_send(msg).is_err() {
-                tracing::debug!(peer = to, "peer queue full; dropping a message");
-            }
+        let Some(q) = queues.get(&to) else {
+            return;
+        };
+        let w = msg.weight();
+        if q.bytes.fetch_add(w, Ordering::SeqCst) + w > MAX_QUEUED_BYTES {
+            q.bytes.fetch_sub(w, Ordering::SeqCst);
+            tracing::debug!(
+                peer = to,
+                "peer queue holds too many bytes; dropping a message"
+            );
+            return;
+        }
+        if q.tx.try_send(msg).is_err() {
+            q.bytes.fetch_sub(w, Ordering::SeqCst);
+            tracing::debug!(peer = to, "peer queue full; dropping a message");
         }
     }
 }
@@ -182,7 +220,14 @@ pub async fn start(
             (peer.quorum_port, &mut quorum),
         ] {
             let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
-            map.insert(peer.id, tx);
+            let bytes = Arc::new(AtomicUsize::new(0));
+            map.insert(
+                peer.id,
+                Queue {
+                    tx,
+                    bytes: bytes.clone(),
+                },
+            );
             let span = tracing::info_span!("peer", id = peer.id, port);
             tokio::spawn(
                 dial_loop(
@@ -190,7 +235,7 @@ pub async fn start(
                     peer.host.clone(),
                     port,
                     resolver.clone(),
-                    rx,
+                    Dequeue { rx, bytes },
                     shutdown.clone(),
                 )
                 .instrument(span),
@@ -354,12 +399,48 @@ async fn read_frames(
     }
 }
 
+/// The receiving end of a [`Queue`]: gives the bytes of what it takes back to the bound.
+struct Dequeue {
+    rx: mpsc::Receiver<PeerMsg>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Dequeue {
+    fn taken(&self, m: PeerMsg) -> PeerMsg {
+        self.bytes.fetch_sub(m.weight(), Ordering::SeqCst);
+        m
+    }
+
+    async fn recv(&mut self) -> Option<PeerMsg> {
+        let m = self.rx.recv().await?;
+        Some(self.taken(m))
+    }
+
+    fn try_recv(&mut self) -> Option<PeerMsg> {
+        let m = self.rx.try_recv().ok()?;
+        Some(self.taken(m))
+    }
+}
+
+/// Appends `m`'s frame to `buf`, unless the frame is over [`MAX_PEER_FRAME`] (then it is dropped).
+fn push_frame(buf: &mut Vec<u8>, m: &PeerMsg) {
+    let start = buf.len();
+    m.encode(buf);
+    if buf.len() - start - 4 > MAX_PEER_FRAME {
+        tracing::warn!(
+            len = buf.len() - start,
+            "message too large for a peer frame; dropped"
+        );
+        buf.truncate(start);
+    }
+}
+
 async fn dial_loop(
     my_id: PeerId,
     host: String,
     port: u16,
     resolver: Arc<Resolver>,
-    mut rx: mpsc::Receiver<PeerMsg>,
+    mut rx: Dequeue,
     shutdown: CancellationToken,
 ) {
     let mut backoff_ms = REDIAL_MIN_MS;
@@ -376,7 +457,7 @@ async fn dial_loop(
             Err(e) => {
                 tracing::trace!(error = %e, "dial failed");
                 // Whatever was queued for the peer meanwhile is stale: drop it.
-                while rx.try_recv().is_ok() {}
+                while rx.try_recv().is_some() {}
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
                     () = shutdown.cancelled() => return,
@@ -397,19 +478,15 @@ async fn dial_loop(
                 () = shutdown.cancelled() => return,
             };
             buf.clear();
-            first.encode(&mut buf);
+            push_frame(&mut buf, &first);
             // Coalesce whatever else is queued into one write.
             while buf.len() < 256 * 1024 {
                 match rx.try_recv() {
-                    Ok(m) => m.encode(&mut buf),
-                    Err(_) => break,
+                    Some(m) => push_frame(&mut buf, &m),
+                    None => break,
                 }
             }
-            if buf.len() - 5 > MAX_PEER_FRAME {
-                tracing::warn!(
-                    len = buf.len(),
-                    "message too large for a peer frame; dropped"
-                );
+            if buf.is_empty() {
                 continue;
             }
             let r = async {
@@ -455,6 +532,49 @@ async fn dial(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_peer_queue_is_bounded_in_bytes() {
+        let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let q = Queue {
+            tx,
+            bytes: bytes.clone(),
+        };
+        let net = PeerNet {
+            election: Arc::new(BTreeMap::new()),
+            quorum: Arc::new([(2, q)].into_iter().collect()),
+        };
+        // One 100 MiB payload shared by every message (Bytes clones are cheap).
+        let payload = bytes::Bytes::from(vec![0u8; 100 << 20]);
+        let proposal = |seq| {
+            PeerMsg::Zab(zab::Message::Peer {
+                session: 1,
+                epoch: 1,
+                seq,
+                packet: zab::Packet::Proposal(zab::Entry {
+                    zxid: zab::Zxid::new(1, seq as u32),
+                    payload: payload.clone(),
+                }),
+            })
+        };
+        for seq in 1..=10 {
+            net.send(2, proposal(seq));
+        }
+        let mut rx = Dequeue { rx, bytes };
+        let mut queued = 0;
+        while rx.try_recv().is_some() {
+            queued += 1;
+        }
+        assert_eq!(queued, MAX_QUEUED_BYTES / (100 << 20));
+        assert_eq!(
+            rx.bytes.load(Ordering::SeqCst),
+            0,
+            "taking gives the bytes back"
+        );
+        net.send(2, proposal(11));
+        assert!(rx.try_recv().is_some(), "room again once taken");
+    }
 
     #[test]
     fn frames_round_trip() {
