@@ -70,6 +70,10 @@ pub struct Ensemble {
     /// are relayed (ZooKeeper's touch table): a client that is connected but silent (paused,
     /// or behind a half-open connection) must expire like one on the leader.
     pub(crate) touched: HashSet<i64>,
+    /// The store operation installing the leader's snapshot, until it is durable. No local
+    /// snapshot starts meanwhile: one written before the install has cut the old log would sit
+    /// beside that log's divergent tail.
+    install_seq: Option<u64>,
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -96,6 +100,7 @@ impl Ensemble {
             queue: VecDeque::new(),
             performing: false,
             touched: HashSet::new(),
+            install_seq: None,
         }
     }
 
@@ -138,6 +143,12 @@ impl Core {
 
     /// Feeds the core one input and performs what it asks.
     pub(crate) fn zab_step(&mut self, input: Input) {
+        if let Input::Persisted { seq } = input {
+            let ens = self.ens();
+            if ens.install_seq.is_some_and(|s| s <= seq) {
+                ens.install_seq = None;
+            }
+        }
         let actions = self.ens().node.step(input);
         self.perform(actions);
     }
@@ -219,6 +230,9 @@ impl Core {
                         StoreCmd::Epochs(Epochs { accepted, current })
                     }
                 };
+                if matches!(cmd, StoreCmd::Install { .. }) {
+                    self.ens().install_seq = Some(seq);
+                }
                 self.log.store(seq, cmd);
             }
             Action::Commit { entries } => self.apply_committed(entries),
@@ -297,7 +311,9 @@ impl Core {
         self.answer_syncs();
         self.finish_revalidations();
         self.applied_since_snapshot += n;
-        if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running {
+        let installing = self.ens().install_seq.is_some();
+        if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running && !installing
+        {
             self.start_snapshot();
         }
     }
