@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
-use rookery_proto::{ConnectRequest, Id, Reader, Request, Response};
+use rookery_proto::{ConnectRequest, Reader, Request, Response};
 
 use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
 use crate::server::{Core, Plan, Queued, ReplyKind};
@@ -40,6 +40,9 @@ pub const TICKS_PER_TICK: u32 = 10;
 /// The xid a learner's session revalidation travels with in [`Relay::Sync`] (clients number
 /// their requests from 1 up).
 const REVALIDATE_CXID: i32 = i32::MIN;
+
+/// How many refused learner connections a leader remembers.
+const MAX_REFUSED: usize = 4096;
 
 /// The ensemble side of the request processor.
 pub struct Ensemble {
@@ -74,6 +77,36 @@ pub struct Ensemble {
     /// snapshot starts meanwhile: one written before the install has cut the old log would sit
     /// beside that log's divergent tail.
     install_seq: Option<u64>,
+    /// As leader: learners' connections (learner, connection) one of whose forwarded requests was
+    /// refused; their later ones are refused too (see [`Relay::Forward`]). The most recent
+    /// [`MAX_REFUSED`], oldest forgotten first: a refused connection is closed by its learner,
+    /// so only requests already in flight can still come.
+    refused: Refused,
+}
+
+/// A bounded set of refused (learner, connection) pairs that forgets the oldest first.
+#[derive(Debug, Default)]
+struct Refused {
+    set: HashSet<(PeerId, u64)>,
+    order: VecDeque<(PeerId, u64)>,
+}
+
+impl Refused {
+    fn insert(&mut self, key: (PeerId, u64)) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > MAX_REFUSED {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+        debug_assert_eq!(self.set.len(), self.order.len());
+    }
+
+    fn contains(&self, key: &(PeerId, u64)) -> bool {
+        self.set.contains(key)
+    }
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -101,6 +134,7 @@ impl Ensemble {
             performing: false,
             touched: HashSet::new(),
             install_seq: None,
+            refused: Refused::default(),
         }
     }
 
@@ -535,6 +569,7 @@ impl Core {
         let msg = Relay::Forward {
             session_id,
             cxid: q.xid,
+            conn: conn_id,
             ids,
             op: req.op_code().code(),
             body: Bytes::from(body),
@@ -633,13 +668,7 @@ impl Core {
     fn on_relay(&mut self, from: PeerId, r: Relay) {
         let leader = self.ens().is_leader();
         match r {
-            Relay::Forward {
-                session_id,
-                cxid,
-                ids,
-                op,
-                body,
-            } if leader => self.on_forward(from, session_id, cxid, &ids, op, &body),
+            fwd @ Relay::Forward { .. } if leader => self.on_forward(from, fwd),
             Relay::CreateSession {
                 session_id,
                 timeout_ms,
@@ -740,20 +769,25 @@ impl Core {
     }
 
     /// The leader prepares a follower's write against its own state and proposes it.
-    fn on_forward(
-        &mut self,
-        from: PeerId,
-        session_id: i64,
-        cxid: i32,
-        ids: &[Id],
-        op: i32,
-        body: &[u8],
-    ) {
+    fn on_forward(&mut self, from: PeerId, fwd: Relay) {
+        let Relay::Forward {
+            session_id,
+            cxid,
+            conn,
+            ids,
+            op,
+            body,
+        } = fwd
+        else {
+            unreachable!("only forwarded requests come here")
+        };
         let now = self.now_ms();
-        let req = Request::decode(op, &mut Reader::new(body));
+        let req = Request::decode(op, &mut Reader::new(&body));
+        let refused_before = self.ens().refused.contains(&(from, conn));
         let ok = match req {
+            _ if refused_before => false,
             Ok(req) if self.sessions.touch(session_id, now) => {
-                let (txn, changes) = self.prepare(session_id, ids, &req);
+                let (txn, changes) = self.prepare(session_id, &ids, &req);
                 self.propose(session_id, cxid, txn, Some(changes), Plan::Internal)
             }
             Ok(_) => false,
@@ -763,6 +797,7 @@ impl Core {
             }
         };
         if !ok {
+            self.ens().refused.insert((from, conn));
             self.send_relay(from, Relay::Rejected { session_id, cxid });
         }
     }
@@ -795,4 +830,33 @@ fn take_due<T>(waiting: &mut Vec<(i64, ConnId, T)>, last: i64) -> Vec<(i64, Conn
         .partition(|(z, _, _)| *z <= last);
     *waiting = rest;
     due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_connections_are_remembered_up_to_a_bound() {
+        let mut r = Refused::default();
+        r.insert((2, 7));
+        r.insert((2, 7));
+        assert!(r.contains(&(2, 7)));
+        assert!(!r.contains(&(3, 7)));
+        for conn in 0..(MAX_REFUSED as u64 + 10) {
+            r.insert((3, conn));
+        }
+        assert_eq!(r.set.len(), MAX_REFUSED);
+        assert!(!r.contains(&(2, 7)), "the oldest is forgotten first");
+        assert!(r.contains(&(3, MAX_REFUSED as u64 + 9)));
+    }
+
+    #[test]
+    fn due_entries_are_taken_in_order_and_the_rest_stay() {
+        let mut waiting = vec![(5, 1, 'a'), (9, 2, 'b'), (3, 3, 'c')];
+        let due = take_due(&mut waiting, 5);
+        assert_eq!(due, vec![(5, 1, 'a'), (3, 3, 'c')]);
+        assert_eq!(waiting, vec![(9, 2, 'b')]);
+        assert!(take_due(&mut waiting, 8).is_empty());
+    }
 }

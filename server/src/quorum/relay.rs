@@ -22,6 +22,10 @@ pub enum Relay {
         session_id: i64,
         /// The request's xid: the follower matches the commit to the request by (session, xid).
         cxid: i32,
+        /// The follower's connection it came on: once the leader refuses one request of a
+        /// connection, it refuses that connection's later ones too, so a session's writes never
+        /// commit with a gap.
+        conn: u64,
         /// The connection's authenticated identities (ACL checks happen at the leader).
         ids: Vec<Id>,
         /// The request's opcode.
@@ -83,6 +87,7 @@ impl Relay {
             Relay::Forward {
                 session_id,
                 cxid,
+                conn,
                 ids,
                 op,
                 body,
@@ -90,6 +95,7 @@ impl Relay {
                 out.push(T_FORWARD);
                 write_i64(out, *session_id);
                 write_i32(out, *cxid);
+                write_i64(out, *conn as i64);
                 ids.clone().encode(out);
                 write_i32(out, *op);
                 write_buffer(out, Some(body));
@@ -145,6 +151,7 @@ impl Relay {
             T_FORWARD => {
                 let session_id = r.read_i64()?;
                 let cxid = r.read_i32()?;
+                let conn = r.read_i64()? as u64;
                 let ids = Vec::<Id>::decode(&mut r)?;
                 let op = r.read_i32()?;
                 let body = r.read_buffer()?.unwrap_or_default();
@@ -157,6 +164,7 @@ impl Relay {
                 Relay::Forward {
                     session_id,
                     cxid,
+                    conn,
                     ids,
                     op,
                     body: Bytes::from(body),
@@ -229,6 +237,7 @@ mod tests {
             Relay::Forward {
                 session_id: 7,
                 cxid: 3,
+                conn: 11,
                 ids: vec![Id {
                     scheme: "digest".into(),
                     id: "u:x".into(),
