@@ -72,7 +72,7 @@ pub struct Ensemble {
     /// Sessions that sent this learner something since its last [`Relay::Touch`]. Only those
     /// are relayed (ZooKeeper's touch table): a client that is connected but silent (paused,
     /// or behind a half-open connection) must expire like one on the leader.
-    pub(crate) touched: HashSet<i64>,
+    touched: HashSet<i64>,
     /// The store operation installing the leader's snapshot, until it is durable. No local
     /// snapshot starts meanwhile: one written before the install has cut the old log would sit
     /// beside that log's divergent tail.
@@ -150,6 +150,13 @@ impl Ensemble {
                 Some(leader)
             }
             _ => None,
+        }
+    }
+
+    /// Notes that a session connected here sent something (only a learner reports it).
+    pub(crate) fn touched(&mut self, session_id: i64) {
+        if self.leader_to_forward().is_some() {
+            self.touched.insert(session_id);
         }
     }
 
@@ -450,6 +457,7 @@ impl Core {
             ens.syncs.clear();
             ens.revalidating.clear();
             ens.revalidated.clear();
+            ens.touched.clear();
             self.outstanding = Default::default();
         }
         match role {
@@ -804,10 +812,10 @@ impl Core {
 
     /// A learner's half tick: tell the leader which sessions are connected here.
     pub(crate) fn relay_touches(&mut self) {
-        let touched = std::mem::take(&mut self.ens().touched);
         let Some(leader) = self.ensemble.as_ref().and_then(Ensemble::leader_to_forward) else {
             return;
         };
+        let touched = std::mem::take(&mut self.ens().touched);
         let sessions: Vec<i64> = touched.into_iter().collect();
         for chunk in sessions.chunks(crate::quorum::relay::MAX_TOUCHES) {
             self.send_relay(

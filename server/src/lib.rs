@@ -63,17 +63,26 @@ pub enum RunError {
 /// Capacity of the queue of messages from other members.
 const PEER_QUEUE: usize = 16 * 1024;
 
-/// Recovers the state in the configured directories (see [`storage::recovery`]).
+/// Recovers the state in the configured directories (see [`storage::recovery`]). An ensemble
+/// member loads its snapshot but does not replay its log: the leader decides which of the log's
+/// records are committed ([`storage::recovery::recover_unapplied`]).
 pub fn recover(
     cfg: &Config,
     backend: &dyn storage::Backend,
 ) -> Result<storage::recovery::Recovered, storage::StorageError> {
-    let recovered = storage::recovery::recover(backend, &cfg.data_dir, &cfg.data_log_dir)?;
+    let (snap_dir, log_dir) = (&cfg.data_dir, &cfg.data_log_dir);
+    let recovered = if cfg.is_ensemble() {
+        storage::recovery::recover_unapplied(backend, snap_dir, log_dir)?
+    } else {
+        storage::recovery::recover(backend, snap_dir, log_dir)?
+    };
     for w in &recovered.warnings {
         tracing::warn!("{w}");
     }
     tracing::info!(
         last_zxid = format_args!("{:#x}", recovered.last_zxid),
+        applied_zxid = format_args!("{:#x}", recovered.applied_zxid),
+        unapplied = recovered.unapplied.len(),
         snapshot = ?recovered.snapshot.as_ref().map(|s| s.0.display().to_string()),
         replayed = ?recovered.replayed,
         sessions = recovered.sessions.len(),
@@ -101,25 +110,7 @@ pub async fn run_with_backend(
     backend: Arc<dyn storage::Backend>,
 ) -> Result<(), RunError> {
     let is_ensemble = cfg.is_ensemble();
-    let recovered = if is_ensemble {
-        let r = storage::recovery::recover_unapplied(
-            backend.as_ref(),
-            &cfg.data_dir,
-            &cfg.data_log_dir,
-        )?;
-        for w in &r.warnings {
-            tracing::warn!("{w}");
-        }
-        tracing::info!(
-            snapshot_zxid = format_args!("{:#x}", r.applied_zxid),
-            log_end = format_args!("{:#x}", r.last_zxid),
-            unapplied = r.unapplied.len(),
-            "recovered (ensemble member: the leader decides what the log's tail commits)"
-        );
-        r
-    } else {
-        recover(&cfg, backend.as_ref())?
-    };
+    let recovered = recover(&cfg, backend.as_ref())?;
     let cfg = Arc::new(cfg);
     let mut log = storage::txn_log::TxnLog::open(
         backend.clone(),

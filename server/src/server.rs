@@ -611,7 +611,7 @@ impl Core {
                 }
                 self.sessions.set_timeout(req.session_id, timeout_ms, now);
                 if let Some(e) = &mut self.ensemble {
-                    e.touched.insert(req.session_id);
+                    e.touched(req.session_id);
                 }
                 self.establish(conn_id, req.session_id, timeout_ms, passwd, read_only);
             }
@@ -726,7 +726,7 @@ impl Core {
         }
         let now = self.now_ms();
         if let Some(e) = &mut self.ensemble {
-            e.touched.insert(session_id);
+            e.touched(session_id);
         }
         if !self.sessions.touch(session_id, now) {
             let frame = reply_frame(
@@ -1438,14 +1438,11 @@ impl Core {
     fn on_tick(&mut self) {
         let now = self.now_ms();
         self.maybe_purge(now);
-        if self.ensemble.is_some() {
-            // Learners tell the leader which sessions showed activity here (the leader just
-            // forgets its own set).
+        if self.ensemble.as_ref().is_some_and(|e| !e.is_leader()) {
+            // Only the leader expires sessions and reaps containers; learners tell it which
+            // sessions showed activity here.
             self.relay_touches();
-            if !self.ensemble.as_ref().is_some_and(|e| e.is_leader()) {
-                // Only the leader expires sessions and reaps containers.
-                return;
-            }
+            return;
         }
         for session_id in self.sessions.expired(now) {
             tracing::info!(
