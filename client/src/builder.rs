@@ -12,7 +12,7 @@ use crate::chroot::Chroot;
 use crate::client::Client;
 use crate::endpoint::parse_connect_string;
 use crate::error::{Error, Result};
-use crate::session::driver::{self, Command, SessionInfo, TransportConfig};
+use crate::session::driver::{self, Command, Shared, TransportConfig};
 use crate::session::state::{Outcome, Session, SessionConfig};
 use crate::tls::TlsOptions;
 use crate::types::SessionState;
@@ -50,6 +50,8 @@ pub struct ClientBuilder {
     max_frame_len: usize,
     max_queued_requests: usize,
     resume: Option<(i64, Vec<u8>)>,
+    expiry_factor: f64,
+    renew: bool,
 }
 
 impl ClientBuilder {
@@ -72,6 +74,8 @@ impl ClientBuilder {
             hosts_file: None,
             max_frame_len: 16 << 20,
             resume: None,
+            expiry_factor: 1.0,
+            renew: false,
         }
     }
 
@@ -150,11 +154,37 @@ impl ClientBuilder {
         self
     }
 
-    /// How many requests may wait to be sent at once (default 10,000). A call beyond it fails
-    /// at once with [`crate::Error::TooManyRequests`] instead of growing the queue without
-    /// bound, which matters while the client is disconnected and calls pile up.
+    /// How many requests the client may hold at once (default 10,000): queued, waiting for a
+    /// connection, and in flight, all counted. A call beyond it fails at once with
+    /// [`crate::Error::TooManyRequests`] (it does not wait: requests are queued when the method
+    /// is called, and waiting would break that order); its place comes back as each earlier
+    /// request is answered or failed. Closing the session and removing watches are not
+    /// requests and always get through.
     pub fn max_queued_requests(mut self, n: usize) -> Self {
         self.max_queued_requests = n.max(1);
+        self
+    }
+
+    /// After how many session timeouts without hearing from any server the client declares
+    /// the session lost by itself (default 1.0, ZooKeeper's Java client's behaviour). The
+    /// connection is dropped after 2/3 of a silent timeout, so 1.0 leaves a third of it to
+    /// reach another server; a larger factor keeps trying longer (the servers may have expired
+    /// the session meanwhile, which the next handshake then reports), a smaller one gives up
+    /// sooner. Must be finite and within `0.1..=100`.
+    pub fn client_expiry_factor(mut self, factor: f64) -> Self {
+        self.expiry_factor = factor;
+        self
+    }
+
+    /// Whether an expired session is followed by a new one on the same [`Client`] (default
+    /// false: expiry is terminal). When true, after `Lost(Expired)` or `Lost(ClientExpired)`
+    /// the client fails what the old session held (requests and watches, with
+    /// [`crate::Error::SessionExpired`]), then connects with a new session and reports
+    /// `Connected` with the next generation on [`Client::session_events`], as Curator's
+    /// framework does. Credentials are sent again; ephemeral nodes and watches of the old
+    /// session are not remade (that is the recipes' job, on `Connected`).
+    pub fn renew_session(mut self, renew: bool) -> Self {
+        self.renew = renew;
         self
     }
 
@@ -181,6 +211,12 @@ impl ClientBuilder {
     /// task.
     pub async fn connect(self) -> Result<Client> {
         let (hosts, chroot) = parse_connect_string(&self.connect_string)?;
+        if !(self.expiry_factor.is_finite() && (0.1..=100.0).contains(&self.expiry_factor)) {
+            return Err(Error::InvalidArgument(format!(
+                "client_expiry_factor {} is outside 0.1..=100",
+                self.expiry_factor
+            )));
+        }
         let chroot = Chroot::new(chroot.as_deref())?;
         let tls = match &self.tls {
             Some(t) => Some((t.build()?, t.server_name().map(str::to_owned))),
@@ -196,12 +232,13 @@ impl ClientBuilder {
             max_frame_len: self.max_frame_len,
             seed: self.seed.unwrap_or_else(rand::random),
             resume: self.resume.clone(),
+            expiry_factor: self.expiry_factor,
+            renew: self.renew,
         };
         let session = Session::new(cfg, Instant::now());
-        // Room for the auth packets queued below as well as the request limit.
-        let (tx, rx) = mpsc::channel(self.max_queued_requests + self.auths.len());
+        let (tx, rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(SessionState::Disconnected);
-        let info = Arc::new(Mutex::new(SessionInfo::default()));
+        let shared = Arc::new(Mutex::new(Shared::default()));
         let mut auth_replies = Vec::new();
         for (scheme, auth) in &self.auths {
             let (done, reply) = oneshot::channel::<Outcome>();
@@ -211,20 +248,26 @@ impl ClientBuilder {
                 auth: auth.clone(),
             };
             // The receiver is alive: it is moved into the task just below.
-            let _ = tx.try_send(Command::Auth(packet, done));
+            let _ = tx.send(Command::Auth(packet, done));
             auth_replies.push(reply);
         }
         tokio::spawn(driver::run(
             session,
             rx,
             state_tx,
-            info.clone(),
+            shared.clone(),
             TransportConfig {
                 tls,
                 hosts_file: self.hosts_file.clone(),
             },
         ));
-        let client = Client::new(tx, self.max_queued_requests, state_rx.clone(), info, chroot);
+        let client = Client::new(
+            tx,
+            self.max_queued_requests,
+            state_rx.clone(),
+            shared,
+            chroot,
+        );
 
         let wait = async {
             let mut st = state_rx;

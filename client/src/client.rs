@@ -10,12 +10,13 @@ use rookery_proto::{
     CreateTtlRequest, DeleteRequest, PathRequest, PathWatchRequest, Request, Response,
     SetAclRequest, SetDataRequest, Stat, WatcherType, WatchesRequest,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::chroot::{check_path, Chroot};
 use crate::error::{Error, Result};
+use crate::events::SessionEvents;
 use crate::multi::{MultiBuilder, MultiReadBuilder};
-use crate::session::driver::{Command, SessionInfo};
+use crate::session::driver::{Command, SessionInfo, Shared};
 use crate::session::state::{Effect, Outcome, Submission};
 use crate::session::watch::{WatchKind, WatchSub};
 use crate::types::{CreateOptions, SessionState};
@@ -24,10 +25,15 @@ use crate::ClientBuilder;
 
 #[derive(Debug)]
 struct Inner {
-    commands: mpsc::Sender<Command>,
+    /// Unbounded, so that control commands (close, a dropped watcher) always get through;
+    /// requests are bounded by `permits`.
+    commands: mpsc::UnboundedSender<Command>,
+    /// One permit per request the client holds (queued, waiting for a connection, or in
+    /// flight): `max_queued_requests` of them.
+    permits: Arc<Semaphore>,
     max_queued: usize,
     state: watch::Receiver<SessionState>,
-    info: Arc<Mutex<SessionInfo>>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 /// A handle to one ZooKeeper session. Cheap to clone; every clone shares the session.
@@ -66,22 +72,24 @@ pub struct Client {
     chroot: Chroot,
 }
 
-type Reply = Result<(Response, Option<WatchSub>)>;
+/// A reply and the watch it left, if any.
+type Reply = (Result<Response>, Option<WatchSub>);
 
 impl Client {
     pub(crate) fn new(
-        commands: mpsc::Sender<Command>,
+        commands: mpsc::UnboundedSender<Command>,
         max_queued: usize,
         state: watch::Receiver<SessionState>,
-        info: Arc<Mutex<SessionInfo>>,
+        shared: Arc<Mutex<Shared>>,
         chroot: Chroot,
     ) -> Self {
         Client {
             inner: Arc::new(Inner {
                 commands,
+                permits: Arc::new(Semaphore::new(max_queued)),
                 max_queued,
                 state,
-                info,
+                shared,
             }),
             chroot,
         }
@@ -119,6 +127,33 @@ impl Client {
         // Only transitions after this call count as changes.
         rx.mark_unchanged();
         rx
+    }
+
+    /// A lossless stream of what happens to the connection and the session from this call on:
+    /// `Connected`, `Suspended`, `Reconnected { same_session }`, `ReadOnly` and `Lost(reason)`,
+    /// each with its session generation (see [`crate::SessionEvent`]). Unlike
+    /// [`Client::state_watcher`], nothing is coalesced: a stream more than 1,024 events behind
+    /// gets one `Lagged` event where the rest were dropped. The stream ends when the session
+    /// task finishes (after the final `Lost`).
+    pub fn session_events(&self) -> SessionEvents {
+        let rx = match self.inner.shared.lock() {
+            Ok(mut sh) => sh.subscribe(),
+            Err(_) => mpsc::channel(1).1,
+        };
+        SessionEvents::new(rx)
+    }
+
+    /// The current session generation: 0 before the first session, 1 for the first, one more
+    /// for each new session after it (a renewed session, or a different session given on a
+    /// reconnect).
+    pub fn session_generation(&self) -> u64 {
+        self.info().generation
+    }
+
+    /// How long the client has been without a connection, or `None` while it is connected
+    /// (or finished).
+    pub fn disconnected_for(&self) -> Option<Duration> {
+        self.info().disconnected_since.map(|t| t.elapsed())
     }
 
     /// The session id (0 before the first connection).
@@ -162,9 +197,9 @@ impl Client {
 
     fn info(&self) -> SessionInfo {
         self.inner
-            .info
+            .shared
             .lock()
-            .map(|i| i.clone())
+            .map(|sh| sh.info.clone())
             .unwrap_or_default()
     }
 
@@ -177,18 +212,17 @@ impl Client {
         }
     }
 
-    /// Queues a command for the session task now, without waiting.
+    /// Queues a control command for the session task now (never refused for room).
     fn enqueue(&self, cmd: Command) -> Result<()> {
-        self.inner.commands.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::TooManyRequests {
-                limit: self.inner.max_queued,
-            },
-            mpsc::error::TrySendError::Closed(_) => Self::terminal_error(&self.inner.state),
-        })
+        self.inner
+            .commands
+            .send(cmd)
+            .map_err(|_| Self::terminal_error(&self.inner.state))
     }
 
-    /// Queues `request` now and returns the future of its reply.
-    fn call(
+    /// Queues `request` now (if the client holds fewer than `max_queued_requests`) and
+    /// returns the future of its reply and the watch it left.
+    fn submit(
         &self,
         request: Result<Request>,
         path: String,
@@ -196,39 +230,21 @@ impl Client {
     ) -> impl Future<Output = Reply> + Send + 'static {
         let state = self.inner.state.clone();
         let queued = request.and_then(|request| {
+            let permit = self
+                .inner
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Error::TooManyRequests {
+                    limit: self.inner.max_queued,
+                })?;
             let (tx, rx) = oneshot::channel();
             self.enqueue(Command::Submit(Submission {
                 request,
                 path,
                 effect,
                 completion: tx,
-            }))?;
-            Ok(rx)
-        });
-        async move {
-            let rx = queued?;
-            let Outcome { result, watch } = rx
-                .await
-                .unwrap_or_else(|_| Outcome::err(Self::terminal_error(&state)));
-            result.map(|r| (r, watch))
-        }
-    }
-
-    /// Queues a request whose reply may leave a watch, keeping the watch even on NONODE.
-    fn call_watch(
-        &self,
-        request: Result<Request>,
-        path: String,
-        effect: Effect,
-    ) -> impl Future<Output = (Result<Response>, Option<WatchSub>)> + Send + 'static {
-        let state = self.inner.state.clone();
-        let queued = request.and_then(|request| {
-            let (tx, rx) = oneshot::channel();
-            self.enqueue(Command::Submit(Submission {
-                request,
-                path,
-                effect,
-                completion: tx,
+                permit: Some(permit),
             }))?;
             Ok(rx)
         });
@@ -244,15 +260,44 @@ impl Client {
         }
     }
 
-    fn oneshot(&self, sub: Option<WatchSub>) -> Result<OneshotWatcher> {
-        match sub {
-            Some(WatchSub::Oneshot { id, rx }) => Ok(OneshotWatcher::new(
-                id,
-                rx,
-                self.inner.commands.downgrade(),
-                self.chroot.clone(),
-            )),
-            _ => Err(Error::Protocol("the server reply left no watch".into())),
+    /// Queues `request` now; a reply that `map` does not recognise (`None`) is a protocol
+    /// error.
+    fn call<T: Send + 'static>(
+        &self,
+        request: Result<Request>,
+        map: impl FnOnce(Response) -> Option<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let fut = self.submit(request, String::new(), Effect::None);
+        async move { expect(fut.await.0?, map) }
+    }
+
+    /// Queues a request that leaves a one-shot watch on `path` (`Err` for no path); `map`
+    /// turns its result into the caller's value (so exists can keep its watch on NONODE).
+    fn call_watched<T: Send + 'static>(
+        &self,
+        path: Result<String>,
+        request: impl FnOnce(String) -> Request,
+        effect: Effect,
+        map: impl FnOnce(Result<Response>) -> Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<(T, OneshotWatcher)>> + Send + 'static {
+        let this = self.clone();
+        let sp = path.clone().unwrap_or_default();
+        let fut = self.submit(path.map(request), sp, effect);
+        async move {
+            let (result, watch) = fut.await;
+            let value = map(result)?;
+            match watch {
+                Some(WatchSub::Oneshot { id, rx }) => Ok((
+                    value,
+                    OneshotWatcher::new(
+                        id,
+                        rx,
+                        this.inner.commands.downgrade(),
+                        this.chroot.clone(),
+                    ),
+                )),
+                _ => Err(Error::Protocol("the server reply left no watch".into())),
+            }
         }
     }
 
@@ -269,13 +314,10 @@ impl Client {
         &self,
         request: Result<Request>,
     ) -> impl Future<Output = Result<Vec<rookery_proto::MultiResult>>> + Send + 'static {
-        let fut = self.call(request, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::Multi(results), _) => Ok(results),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(request, |r| match r {
+            Response::Multi(results) => Some(results),
+            _ => None,
+        })
     }
 
     // === create and delete ===
@@ -299,16 +341,8 @@ impl Client {
         data: &[u8],
         options: &CreateOptions,
     ) -> impl Future<Output = Result<String>> + Send + 'static {
-        let chroot = self.chroot.clone();
-        let req = create_request(&self.chroot, path, data, options, false);
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::Create(r), _) => Ok(chroot.strip(&r.path)),
-                (Response::Create2(r), _) => Ok(chroot.strip(&r.path)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        let fut = self.create_node(path, data, options, false);
+        async move { fut.await.map(|(path, _)| path) }
     }
 
     /// Creates a node and returns its path and [`Stat`] (`create2`, opcode 15; containers and
@@ -325,15 +359,31 @@ impl Client {
         data: &[u8],
         options: &CreateOptions,
     ) -> impl Future<Output = Result<(String, Stat)>> + Send + 'static {
-        let chroot = self.chroot.clone();
-        let req = create_request(&self.chroot, path, data, options, true);
-        let fut = self.call(req, String::new(), Effect::None);
+        let fut = self.create_node(path, data, options, true);
         async move {
             match fut.await? {
-                (Response::Create2(r), _) => Ok((chroot.strip(&r.path), r.stat)),
-                (other, _) => Err(unexpected(other)),
+                (path, Some(stat)) => Ok((path, stat)),
+                (_, None) => Err(Error::Protocol("create2 reply without a Stat".into())),
             }
         }
+    }
+
+    /// One create attempt, queued now: the path created (chroot stripped) and, for `create2`,
+    /// its Stat.
+    pub(crate) fn create_once(
+        &self,
+        path: &str,
+        data: &[u8],
+        options: &CreateOptions,
+        with_stat: bool,
+    ) -> impl Future<Output = Result<(String, Option<Stat>)>> + Send + 'static {
+        let chroot = self.chroot.clone();
+        let req = create_request(&self.chroot, path, data, options, with_stat);
+        self.call(req, move |r| match r {
+            Response::Create(r) => Some((chroot.strip(&r.path), None)),
+            Response::Create2(r) => Some((chroot.strip(&r.path), Some(r.stat))),
+            _ => None,
+        })
     }
 
     /// Deletes a node if its version matches (`None`: any version).
@@ -356,8 +406,7 @@ impl Client {
                 version: version.unwrap_or(-1),
             })
         });
-        let fut = self.call(req, String::new(), Effect::None);
-        async move { fut.await.map(|_| ()) }
+        self.call(req, |_| Some(()))
     }
 
     // === reads ===
@@ -377,15 +426,8 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::Exists(PathWatchRequest { path, watch: false }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await {
-                Ok((Response::Stat(s), _)) => Ok(Some(s.stat)),
-                Ok((other, _)) => Err(unexpected(other)),
-                Err(Error::NoNode) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
+        let fut = self.submit(req, String::new(), Effect::None);
+        async move { exists_result(fut.await.0) }
     }
 
     /// As [`Client::exists`], and leaves a one-shot watch whether or not the node exists: it
@@ -402,21 +444,12 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
-        let this = self.clone();
-        let server_path = self.server_path(path);
-        let sp = server_path.clone().unwrap_or_default();
-        let req = server_path.map(|path| Request::Exists(PathWatchRequest { path, watch: true }));
-        let fut = self.call_watch(req, sp, Effect::ExistsWatch);
-        async move {
-            let (result, watch) = fut.await;
-            let stat = match result {
-                Ok(Response::Stat(s)) => Some(s.stat),
-                Ok(other) => return Err(unexpected(other)),
-                Err(Error::NoNode) => None,
-                Err(e) => return Err(e),
-            };
-            Ok((stat, this.oneshot(watch)?))
-        }
+        self.call_watched(
+            self.server_path(path),
+            |path| Request::Exists(PathWatchRequest { path, watch: true }),
+            Effect::ExistsWatch,
+            exists_result,
+        )
     }
 
     /// The node's data and [`Stat`] (null data reads as empty).
@@ -433,13 +466,7 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::GetData(PathWatchRequest { path, watch: false }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::GetData(r), _) => Ok((r.data.unwrap_or_default(), r.stat)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, data_of)
     }
 
     /// As [`Client::get_data`], and leaves a one-shot watch that fires on `NodeDataChanged` or
@@ -455,19 +482,13 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<u8>, Stat, OneshotWatcher)>> + Send + 'static {
-        let this = self.clone();
-        let server_path = self.server_path(path);
-        let sp = server_path.clone().unwrap_or_default();
-        let req = server_path.map(|path| Request::GetData(PathWatchRequest { path, watch: true }));
-        let fut = self.call(req, sp, Effect::Watch(WatchKind::Data));
-        async move {
-            match fut.await? {
-                (Response::GetData(r), watch) => {
-                    Ok((r.data.unwrap_or_default(), r.stat, this.oneshot(watch)?))
-                }
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        let fut = self.call_watched(
+            self.server_path(path),
+            |path| Request::GetData(PathWatchRequest { path, watch: true }),
+            Effect::Watch(WatchKind::Data),
+            |r| expect(r?, data_of),
+        );
+        async move { fut.await.map(|((data, stat), w)| (data, stat, w)) }
     }
 
     /// Sets the node's data if its version matches (`None`: any version); returns the new
@@ -493,13 +514,7 @@ impl Client {
                 version: version.unwrap_or(-1),
             })
         });
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::Stat(s), _) => Ok(s.stat),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, stat_of)
     }
 
     /// The node's ACL and [`Stat`]. Without ADMIN permission, digest ids come back masked.
@@ -516,13 +531,10 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::GetAcl(PathRequest { path }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::GetAcl(r), _) => Ok((r.acl, r.stat)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, |r| match r {
+            Response::GetAcl(r) => Some((r.acl, r.stat)),
+            _ => None,
+        })
     }
 
     /// Replaces the node's ACL if its ACL version (`aversion`) matches (`None`: any).
@@ -546,13 +558,7 @@ impl Client {
                 version: version.unwrap_or(-1),
             })
         });
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::Stat(s), _) => Ok(s.stat),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, stat_of)
     }
 
     /// The names of the node's children (`getChildren`), sorted.
@@ -569,13 +575,7 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::GetChildren(PathWatchRequest { path, watch: false }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::GetChildren(r), _) => Ok(sorted(r.children)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, children_of)
     }
 
     /// As [`Client::get_children`], and leaves a one-shot watch that fires on
@@ -591,18 +591,12 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, OneshotWatcher)>> + Send + 'static {
-        let this = self.clone();
-        let server_path = self.server_path(path);
-        let sp = server_path.clone().unwrap_or_default();
-        let req =
-            server_path.map(|path| Request::GetChildren(PathWatchRequest { path, watch: true }));
-        let fut = self.call(req, sp, Effect::Watch(WatchKind::Child));
-        async move {
-            match fut.await? {
-                (Response::GetChildren(r), watch) => Ok((sorted(r.children), this.oneshot(watch)?)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call_watched(
+            self.server_path(path),
+            |path| Request::GetChildren(PathWatchRequest { path, watch: true }),
+            Effect::Watch(WatchKind::Child),
+            |r| expect(r?, children_of),
+        )
     }
 
     /// The children (sorted) and the node's own [`Stat`] (`getChildren2`).
@@ -619,13 +613,7 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::GetChildren2(PathWatchRequest { path, watch: false }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::GetChildren2(r), _) => Ok((sorted(r.children), r.stat)),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, children2_of)
     }
 
     /// As [`Client::get_children2`], with a one-shot child watch.
@@ -640,20 +628,13 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
-        let this = self.clone();
-        let server_path = self.server_path(path);
-        let sp = server_path.clone().unwrap_or_default();
-        let req =
-            server_path.map(|path| Request::GetChildren2(PathWatchRequest { path, watch: true }));
-        let fut = self.call(req, sp, Effect::Watch(WatchKind::Child));
-        async move {
-            match fut.await? {
-                (Response::GetChildren2(r), watch) => {
-                    Ok((sorted(r.children), r.stat, this.oneshot(watch)?))
-                }
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        let fut = self.call_watched(
+            self.server_path(path),
+            |path| Request::GetChildren2(PathWatchRequest { path, watch: true }),
+            Effect::Watch(WatchKind::Child),
+            |r| expect(r?, children2_of),
+        );
+        async move { fut.await.map(|((children, stat), w)| (children, stat, w)) }
     }
 
     /// The number of all descendants of the node (not only its children).
@@ -670,13 +651,10 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::GetAllChildrenNumber(PathRequest { path }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::AllChildrenNumber(r), _) => Ok(r.total_number),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, |r| match r {
+            Response::AllChildrenNumber(r) => Some(r.total_number),
+            _ => None,
+        })
     }
 
     /// The paths of this session's ephemeral nodes whose path starts with `prefix` (a plain
@@ -702,27 +680,22 @@ impl Client {
                 "ephemeral prefix {prefix:?} must start with /"
             )))
         };
-        let fut = self.call(req, String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::GetEphemerals(r), _) => {
-                    let inside = |p: &String| match chroot.path() {
-                        None => true,
-                        Some(root) => {
-                            p == root || p.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
-                        }
-                    };
-                    Ok(sorted(
-                        r.ephemerals
-                            .iter()
-                            .filter(|p| inside(p))
-                            .map(|p| chroot.strip(p))
-                            .collect(),
-                    ))
-                }
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(req, move |r| {
+            let Response::GetEphemerals(r) = r else {
+                return None;
+            };
+            let inside = |p: &String| match chroot.path() {
+                None => true,
+                Some(root) => p == root || p.strip_prefix(root).is_some_and(|r| r.starts_with('/')),
+            };
+            Some(sorted(
+                r.ephemerals
+                    .iter()
+                    .filter(|p| inside(p))
+                    .map(|p| chroot.strip(p))
+                    .collect(),
+            ))
+        })
     }
 
     /// Waits until the server this client is connected to has caught up with the leader for
@@ -737,8 +710,7 @@ impl Client {
         let req = self
             .server_path(path)
             .map(|path| Request::Sync(PathRequest { path }));
-        let fut = self.call(req, String::new(), Effect::None);
-        async move { fut.await.map(|_| ()) }
+        self.call(req, |_| Some(()))
     }
 
     // === watches ===
@@ -773,16 +745,17 @@ impl Client {
             AddWatchMode::Persistent => WatchKind::Persistent,
             AddWatchMode::PersistentRecursive => WatchKind::Recursive,
         };
-        let fut = self.call(req, sp, Effect::Watch(kind));
+        let fut = self.submit(req, sp, Effect::Watch(kind));
         async move {
-            match fut.await? {
-                (_, Some(WatchSub::Persistent { id, rx })) => Ok(PersistentWatcher::new(
+            match fut.await {
+                (Err(e), _) => Err(e),
+                (Ok(_), Some(WatchSub::Persistent { id, rx })) => Ok(PersistentWatcher::new(
                     id,
                     rx,
                     this.inner.commands.downgrade(),
                     this.chroot.clone(),
                 )),
-                (other, _) => Err(unexpected(other)),
+                (Ok(other), _) => Err(unexpected(other)),
             }
         }
     }
@@ -808,8 +781,7 @@ impl Client {
                 watcher_type: watcher_type.code(),
             })
         });
-        let fut = self.call(req, String::new(), Effect::None);
-        async move { fut.await.map(|_| ()) }
+        self.call(req, |_| Some(()))
     }
 
     /// Removes every watch of `watcher_type` this session has on `path`, on the server
@@ -837,8 +809,8 @@ impl Client {
                 watcher_type: watcher_type.code(),
             })
         });
-        let fut = self.call(req, sp, Effect::RemoveLocal(watcher_type));
-        async move { fut.await.map(|_| ()) }
+        let fut = self.submit(req, sp, Effect::RemoveLocal(watcher_type));
+        async move { fut.await.0.map(|_| ()) }
     }
 
     // === multi ===
@@ -914,13 +886,10 @@ impl Client {
     /// # Cancellation safety
     /// The request is queued when this is called; dropping the future discards the result.
     pub fn who_am_i(&self) -> impl Future<Output = Result<Vec<ClientInfo>>> + Send + 'static {
-        let fut = self.call(Ok(Request::WhoAmI), String::new(), Effect::None);
-        async move {
-            match fut.await? {
-                (Response::WhoAmI(r), _) => Ok(r.client_info),
-                (other, _) => Err(unexpected(other)),
-            }
-        }
+        self.call(Ok(Request::WhoAmI), |r| match r {
+            Response::WhoAmI(r) => Some(r.client_info),
+            _ => None,
+        })
     }
 
     /// Closes the session: requests queued before this call are answered first, then
@@ -958,6 +927,11 @@ pub(crate) fn create_request(
 ) -> Result<Request> {
     let mode = options.mode;
     check_path(path, mode.is_sequential())?;
+    if options.protected {
+        return Err(Error::InvalidArgument(
+            "protected creates are for create and create2, not multi".into(),
+        ));
+    }
     let path = chroot.apply(path);
     let data = Some(data.to_vec());
     let acl = options.acl.clone();
@@ -1000,6 +974,71 @@ pub(crate) fn unexpected(r: Response) -> Error {
     Error::Protocol(format!("unexpected reply {r:?}"))
 }
 
+/// `map(response)`, or a protocol error for a reply of the wrong type.
+fn expect<T>(response: Response, map: impl FnOnce(Response) -> Option<T>) -> Result<T> {
+    let op = response_kind(&response);
+    map(response).ok_or_else(|| Error::Protocol(format!("unexpected {op} reply")))
+}
+
+/// The variant name of a reply, for errors (without formatting its contents).
+fn response_kind(r: &Response) -> &'static str {
+    match r {
+        Response::Empty => "empty",
+        Response::Create(_) => "create",
+        Response::Create2(_) => "create2",
+        Response::Stat(_) => "stat",
+        Response::GetData(_) => "getData",
+        Response::GetAcl(_) => "getACL",
+        Response::GetChildren(_) => "getChildren",
+        Response::GetChildren2(_) => "getChildren2",
+        Response::Path(_) => "path",
+        Response::Multi(_) => "multi",
+        Response::GetEphemerals(_) => "getEphemerals",
+        Response::AllChildrenNumber(_) => "getAllChildrenNumber",
+        Response::Error(_) => "error",
+        Response::WhoAmI(_) => "whoAmI",
+        Response::Sasl(_) => "sasl",
+        _ => "other",
+    }
+}
+
+fn exists_result(result: Result<Response>) -> Result<Option<Stat>> {
+    match result {
+        Ok(Response::Stat(s)) => Ok(Some(s.stat)),
+        Ok(other) => Err(unexpected(other)),
+        Err(Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn data_of(r: Response) -> Option<(Vec<u8>, Stat)> {
+    match r {
+        Response::GetData(r) => Some((r.data.unwrap_or_default(), r.stat)),
+        _ => None,
+    }
+}
+
+fn stat_of(r: Response) -> Option<Stat> {
+    match r {
+        Response::Stat(s) => Some(s.stat),
+        _ => None,
+    }
+}
+
+fn children_of(r: Response) -> Option<Vec<String>> {
+    match r {
+        Response::GetChildren(r) => Some(sorted(r.children)),
+        _ => None,
+    }
+}
+
+fn children2_of(r: Response) -> Option<(Vec<String>, Stat)> {
+    match r {
+        Response::GetChildren2(r) => Some((sorted(r.children), r.stat)),
+        _ => None,
+    }
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -1009,16 +1048,71 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_request_queue_is_bounded() {
-        // No session task reads this queue, so it fills up.
-        let (tx, _rx) = mpsc::channel(2);
+    /// A client whose session task never runs: whatever it queues stays queued.
+    fn unserved(limit: usize) -> (Client, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let (_state_tx, state) = watch::channel(SessionState::Disconnected);
-        let client = Client::new(tx, 2, state, Arc::default(), Chroot::new(None).unwrap());
-        let _a = client.get_data("/a");
-        let _b = client.get_data("/b");
+        let client = Client::new(tx, limit, state, Arc::default(), Chroot::new(None).unwrap());
+        (client, rx)
+    }
+
+    #[tokio::test]
+    async fn the_limit_counts_every_request_held_not_only_the_channel() {
+        let (client, mut rx) = unserved(2);
+        let a = client.get_data("/a");
+        let b = client.get_data("/b");
+        // The session task drains the channel (as the driver does while disconnected), but the
+        // requests are still held: the bound stays.
+        let held: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(held.len(), 2);
         let err = client.get_data("/c").await.unwrap_err();
         assert_eq!(err, Error::TooManyRequests { limit: 2 });
         assert!(err.is_retryable());
+        // Answering (or failing) one gives its place back.
+        let mut held = held.into_iter();
+        let Some(Command::Submit(first)) = held.next() else {
+            panic!("expected a request");
+        };
+        first.completion.send(Outcome::err(Error::NoNode)).unwrap();
+        drop(first.permit);
+        assert_eq!(a.await.unwrap_err(), Error::NoNode);
+        let _c = client.get_data("/c");
+        assert_eq!(
+            client.get_data("/d").await.unwrap_err(),
+            Error::TooManyRequests { limit: 2 }
+        );
+        drop(b);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_watcher_is_removed_even_when_the_client_is_full() {
+        let (client, mut rx) = unserved(1);
+        let _a = client.get_data("/a");
+        let (_tx, watch_rx) = oneshot::channel();
+        let w = OneshotWatcher::new(
+            7,
+            watch_rx,
+            client.inner.commands.downgrade(),
+            Chroot::new(None).unwrap(),
+        );
+        assert!(client.get_data("/b").await.is_err(), "the client is full");
+        drop(w);
+        let cmds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(
+            matches!(cmds.last(), Some(Command::RemoveWatcher(7))),
+            "{cmds:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_gets_through_a_full_client() {
+        let (client, mut rx) = unserved(1);
+        let _a = client.get_data("/a");
+        assert!(client.get_data("/b").await.is_err());
+        let close = client.close();
+        let cmds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(matches!(cmds.last(), Some(Command::Close(_))), "{cmds:?}");
+        drop(cmds);
+        close.await.unwrap();
     }
 }

@@ -10,14 +10,15 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chroot::Chroot;
+use crate::error::{Error, Result};
 use crate::session::driver::Command;
-use crate::types::{SessionState, WatchedEvent};
+use crate::types::{PersistentEvent, WatchedEvent};
 
 /// Removes the registration when the handle goes away before its watch is done.
 #[derive(Debug)]
 struct Guard {
     id: u64,
-    commands: mpsc::WeakSender<Command>,
+    commands: mpsc::WeakUnboundedSender<Command>,
     chroot: Chroot,
     armed: bool,
 }
@@ -35,9 +36,9 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if self.armed {
             if let Some(tx) = self.commands.upgrade() {
-                // If the queue is full the server-side watch stays until the session ends; the
-                // local watcher is gone either way.
-                let _ = tx.try_send(Command::RemoveWatcher(self.id));
+                // The command channel has no bound (requests are bounded by permits), so the
+                // removal always reaches the session task while it runs.
+                let _ = tx.send(Command::RemoveWatcher(self.id));
             }
         }
     }
@@ -45,10 +46,12 @@ impl Drop for Guard {
 
 /// A one-shot watch: a future that resolves with the event that fired it.
 ///
-/// It resolves with the first matching server event (`NodeCreated`, `NodeDeleted`,
-/// `NodeDataChanged` or `NodeChildrenChanged`), or with a session event
-/// ([`rookery_proto::EventType::None`]) when the session ends (`Expired`, `AuthFailed`,
-/// `Closed`). Disconnections do not resolve it: the watch is re-armed on the next connection.
+/// It resolves with `Ok` and the first matching server event (`NodeCreated`, `NodeDeleted`,
+/// `NodeDataChanged` or `NodeChildrenChanged`), or with `Err` when the watch can no longer fire:
+/// the session ended ([`Error::SessionExpired`], [`Error::AuthFailed`],
+/// [`Error::ClientClosed`]), or the server refused to re-arm it after a reconnect (the
+/// setWatches error). Disconnections do not resolve it: the watch is re-armed on the next
+/// connection, and fires there if the node changed meanwhile.
 ///
 /// # Cancellation safety
 /// Dropping it (or the future awaiting it) removes the watch; the server-side watch is removed
@@ -56,15 +59,15 @@ impl Drop for Guard {
 #[derive(Debug)]
 #[must_use = "a watch does nothing unless awaited; dropping it removes the watch"]
 pub struct OneshotWatcher {
-    rx: oneshot::Receiver<WatchedEvent>,
+    rx: oneshot::Receiver<Result<WatchedEvent>>,
     guard: Guard,
 }
 
 impl OneshotWatcher {
     pub(crate) fn new(
         id: u64,
-        rx: oneshot::Receiver<WatchedEvent>,
-        commands: mpsc::WeakSender<Command>,
+        rx: oneshot::Receiver<Result<WatchedEvent>>,
+        commands: mpsc::WeakUnboundedSender<Command>,
         chroot: Chroot,
     ) -> Self {
         OneshotWatcher {
@@ -80,9 +83,9 @@ impl OneshotWatcher {
 }
 
 impl Future for OneshotWatcher {
-    type Output = WatchedEvent;
+    type Output = Result<WatchedEvent>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<WatchedEvent> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<WatchedEvent>> {
         let this = &mut *self;
         if !this.guard.armed {
             return Poll::Pending;
@@ -90,12 +93,12 @@ impl Future for OneshotWatcher {
         match Pin::new(&mut this.rx).poll(cx) {
             Poll::Ready(Ok(ev)) => {
                 this.guard.armed = false;
-                Poll::Ready(this.guard.finish(ev))
+                Poll::Ready(ev.map(|ev| this.guard.finish(ev)))
             }
             Poll::Ready(Err(_)) => {
                 // The session task is gone without a word: the client was closed.
                 this.guard.armed = false;
-                Poll::Ready(WatchedEvent::session(SessionState::Closed))
+                Poll::Ready(Err(Error::ClientClosed))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -105,13 +108,17 @@ impl Future for OneshotWatcher {
 /// A persistent (or persistent recursive) watch from [`crate::Client::add_watch`]: a stream of
 /// events.
 ///
-/// It yields every event the server sends for the watch (a recursive watch reports the path of
-/// the node that changed, and never `NodeChildrenChanged`). When the session ends it yields one
-/// session event and then ends; after [`crate::Client::remove_all_watches`] it yields
-/// `PersistentWatchRemoved` and ends. Events are buffered without limit until read.
-///
-/// Events that happen while the client is disconnected are not replayed for persistent
-/// watches: ZooKeeper's setWatches re-registers them without catch-up events.
+/// It yields [`PersistentEvent::Node`] for every event the server sends for the watch (a
+/// recursive watch reports the path of the node that changed, and never
+/// `NodeChildrenChanged`), each with the zxid that fired it. Besides:
+/// - [`PersistentEvent::Resync`] after each reconnect: events that happened while the client
+///   was disconnected are not replayed (ZooKeeper's setWatches re-registers persistent
+///   watches without catch-up events), so a cache re-reads here;
+/// - [`PersistentEvent::Lagged`] where events were dropped because the stream held 4,096
+///   unread ones; the watch stays armed;
+/// - [`PersistentEvent::Ended`] when the session ends or the server refuses to re-arm the
+///   watch, then the end of the stream. After [`crate::Client::remove_all_watches`] it yields
+///   a `PersistentWatchRemoved` node event and ends.
 ///
 /// # Cancellation safety
 /// [`PersistentWatcher::next`] is cancellation safe: no event is lost if it is dropped
@@ -119,15 +126,15 @@ impl Future for OneshotWatcher {
 #[derive(Debug)]
 #[must_use = "dropping a watcher removes the watch"]
 pub struct PersistentWatcher {
-    rx: mpsc::Receiver<WatchedEvent>,
+    rx: mpsc::Receiver<PersistentEvent>,
     guard: Guard,
 }
 
 impl PersistentWatcher {
     pub(crate) fn new(
         id: u64,
-        rx: mpsc::Receiver<WatchedEvent>,
-        commands: mpsc::WeakSender<Command>,
+        rx: mpsc::Receiver<PersistentEvent>,
+        commands: mpsc::WeakUnboundedSender<Command>,
         chroot: Chroot,
     ) -> Self {
         PersistentWatcher {
@@ -141,25 +148,29 @@ impl PersistentWatcher {
         }
     }
 
-    /// The next event, or `None` once the watch has ended.
+    /// The next item, or `None` once the watch has ended.
     ///
     /// # Errors
-    /// None: the end of the session is an event (type `None`), then the end of the stream.
+    /// None: the end of the watch is an item ([`PersistentEvent::Ended`]), then the end of the
+    /// stream.
     ///
     /// # Cancellation safety
     /// Cancellation safe.
-    pub async fn next(&mut self) -> Option<WatchedEvent> {
+    pub async fn next(&mut self) -> Option<PersistentEvent> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 }
 
 impl Stream for PersistentWatcher {
-    type Item = WatchedEvent;
+    type Item = PersistentEvent;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchedEvent>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PersistentEvent>> {
         let this = &mut *self;
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(ev)) => Poll::Ready(Some(this.guard.finish(ev))),
+            Poll::Ready(Some(PersistentEvent::Node(ev))) => {
+                Poll::Ready(Some(PersistentEvent::Node(this.guard.finish(ev))))
+            }
+            Poll::Ready(Some(other)) => Poll::Ready(Some(other)),
             Poll::Ready(None) => {
                 this.guard.armed = false;
                 Poll::Ready(None)

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use rookery_client::acl::{self, perms};
 use rookery_client::{
-    Acl, AddWatchMode, Client, CreateMode, CreateOptions, Error, EventType, OpResult, ReadResult,
-    SessionState, WatcherType,
+    Acl, AddWatchMode, Client, CreateMode, CreateOptions, Error, EventType, OpResult,
+    PersistentEvent, ReadResult, SessionState, WatcherType,
 };
 
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -19,6 +19,19 @@ async fn event<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(EVENT_WAIT, f)
         .await
         .expect("timed out waiting for a watch event")
+}
+
+/// The event a one-shot watch fired with (bounded wait).
+async fn fired(w: rookery_client::OneshotWatcher) -> rookery_client::WatchedEvent {
+    event(w).await.expect("the watch fired with an event")
+}
+
+/// The next node event of a persistent stream (bounded wait).
+async fn node(w: &mut rookery_client::PersistentWatcher) -> rookery_client::WatchedEvent {
+    match event(w.next()).await {
+        Some(rookery_client::PersistentEvent::Node(ev)) => ev,
+        other => panic!("expected a node event, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -360,7 +373,7 @@ async fn oneshot_watches() {
             .create(&n, b"", &CreateOptions::persistent())
             .await
             .unwrap();
-        let ev = event(created).await;
+        let ev = fired(created).await;
         assert_eq!(
             (ev.event_type, ev.path.as_str()),
             (EventType::NodeCreated, n.as_str())
@@ -371,8 +384,8 @@ async fn oneshot_watches() {
         let (_, _, w1) = c.get_data_watched(&n).await.unwrap();
         let (_, _, w2) = c.get_data_watched(&n).await.unwrap();
         writer.set_data(&n, b"x", None).await.unwrap();
-        assert_eq!(event(w1).await.event_type, EventType::NodeDataChanged);
-        assert_eq!(event(w2).await.event_type, EventType::NodeDataChanged);
+        assert_eq!(fired(w1).await.event_type, EventType::NodeDataChanged);
+        assert_eq!(fired(w2).await.event_type, EventType::NodeDataChanged);
 
         // getChildren: fires on a child create; delete fires data and child watches.
         let (kids, child_w) = c.get_children_watched(&root).await.unwrap();
@@ -381,7 +394,7 @@ async fn oneshot_watches() {
             .create(&format!("{root}/m"), b"", &CreateOptions::persistent())
             .await
             .unwrap();
-        let ev = event(child_w).await;
+        let ev = fired(child_w).await;
         assert_eq!(
             (ev.event_type, ev.path.as_str()),
             (EventType::NodeChildrenChanged, root.as_str())
@@ -389,8 +402,8 @@ async fn oneshot_watches() {
         let (_, _, data_w) = c.get_data_watched(&n).await.unwrap();
         let (_, _, child2_w) = c.get_children2_watched(&n).await.unwrap();
         writer.delete(&n, None).await.unwrap();
-        assert_eq!(event(data_w).await.event_type, EventType::NodeDeleted);
-        assert_eq!(event(child2_w).await.event_type, EventType::NodeDeleted);
+        assert_eq!(fired(data_w).await.event_type, EventType::NodeDeleted);
+        assert_eq!(fired(child2_w).await.event_type, EventType::NodeDeleted);
         // No watch is left by a failed getData.
         assert_eq!(c.get_data_watched(&n).await.map(|_| ()), Err(Error::NoNode));
 
@@ -413,7 +426,7 @@ async fn oneshot_watches() {
         // remove_all_watches resolves the local watchers with DataWatchRemoved.
         let (_, _, w) = c.get_data_watched(&m).await.unwrap();
         c.remove_all_watches(&m, WatcherType::Data).await.unwrap();
-        assert_eq!(event(w).await.event_type, EventType::DataWatchRemoved);
+        assert_eq!(fired(w).await.event_type, EventType::DataWatchRemoved);
         assert_eq!(
             c.remove_all_watches(&m, WatcherType::Data).await,
             Err(Error::NoWatcher)
@@ -422,11 +435,7 @@ async fn oneshot_watches() {
         // Closing the session ends pending watchers with a session event.
         let (_, pending) = c.exists_watched(&format!("{root}/never")).await.unwrap();
         c.close().await.unwrap();
-        let ev = event(pending).await;
-        assert_eq!(
-            (ev.event_type, ev.state),
-            (EventType::None, SessionState::Closed)
-        );
+        assert_eq!(event(pending).await, Err(Error::ClientClosed));
         writer.close().await.unwrap();
     })
     .await;
@@ -466,7 +475,7 @@ async fn persistent_and_recursive_watches() {
 
         let mut got = Vec::new();
         for _ in 0..4 {
-            let ev = event(pw.next()).await.unwrap();
+            let ev = node(&mut pw).await;
             got.push((ev.event_type, ev.path));
         }
         assert_eq!(
@@ -482,7 +491,7 @@ async fn persistent_and_recursive_watches() {
         let px = format!("{p}/x");
         let mut got = Vec::new();
         for _ in 0..5 {
-            let ev = event(rw.next()).await.unwrap();
+            let ev = node(&mut rw).await;
             got.push((ev.event_type, ev.path));
         }
         assert_eq!(
@@ -521,7 +530,7 @@ async fn persistent_and_recursive_watches() {
         match c.remove_all_watches(&p, WatcherType::Persistent).await {
             Ok(()) => {
                 assert_eq!(
-                    event(pw.next()).await.unwrap().event_type,
+                    node(&mut pw).await.event_type,
                     EventType::PersistentWatchRemoved
                 );
                 assert!(event(pw.next()).await.is_none());
@@ -529,7 +538,7 @@ async fn persistent_and_recursive_watches() {
             Err(Error::MarshallingError) if kind == Kind::ZooKeeper => {
                 c.remove_all_watches(&p, WatcherType::Any).await.unwrap();
                 assert_eq!(
-                    event(pw.next()).await.unwrap().event_type,
+                    node(&mut pw).await.event_type,
                     EventType::PersistentWatchRemoved
                 );
             }
@@ -542,10 +551,9 @@ async fn persistent_and_recursive_watches() {
             .await
             .unwrap();
         c.close().await.unwrap();
-        let ev = event(rw.next()).await.unwrap();
         assert_eq!(
-            (ev.event_type, ev.state),
-            (EventType::None, SessionState::Closed)
+            event(rw.next()).await,
+            Some(PersistentEvent::Ended(Error::ClientClosed))
         );
         assert!(event(rw.next()).await.is_none());
         writer.close().await.unwrap();
@@ -595,8 +603,8 @@ async fn chroot_is_applied_and_stripped() {
             .set_data(&format!("{root}/x"), b"2", None)
             .await
             .unwrap();
-        assert_eq!(event(w).await.path, "/x");
-        assert_eq!(event(rw.next()).await.unwrap().path, "/x");
+        assert_eq!(fired(w).await.path, "/x");
+        assert_eq!(node(&mut rw).await.path, "/x");
 
         let r = c
             .multi()

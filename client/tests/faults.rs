@@ -16,7 +16,8 @@ use common::proxy::Proxy;
 use common::*;
 use rookery_client::acl::CREATOR_ALL_ACL;
 use rookery_client::{
-    AddWatchMode, Client, CreateOptions, Error, EventType, PersistentWatcher, SessionState,
+    AddWatchMode, Client, CreateOptions, Error, EventType, PersistentEvent, PersistentWatcher,
+    SessionState,
 };
 
 async fn event<F: std::future::Future>(f: F) -> F::Output {
@@ -25,15 +26,27 @@ async fn event<F: std::future::Future>(f: F) -> F::Output {
         .expect("timed out waiting for a watch event")
 }
 
-/// Reads the stream (at most 10 events) until `ty` on `path` arrives.
+/// The event a one-shot watch fired with (bounded wait).
+async fn fired(w: rookery_client::OneshotWatcher) -> rookery_client::WatchedEvent {
+    event(w).await.expect("the watch fired with an event")
+}
+
+/// Reads the stream (at most 10 items) until `ty` on `path` arrives; a reconnect before it
+/// must have put a `Resync` marker in the stream.
 async fn expect_event(w: &mut PersistentWatcher, ty: EventType, path: &str) {
     let mut seen = Vec::new();
     for _ in 0..10 {
-        let ev = event(w.next()).await.expect("the stream ended");
-        if ev.event_type == ty && ev.path == path {
-            return;
+        let item = event(w.next()).await.expect("the stream ended");
+        if let PersistentEvent::Node(ev) = &item {
+            if ev.event_type == ty && ev.path == path {
+                assert!(
+                    seen.contains(&PersistentEvent::Resync),
+                    "no Resync before the event of the new connection: {seen:?}"
+                );
+                return;
+            }
         }
-        seen.push(ev);
+        seen.push(item);
     }
     panic!("no {ty:?} on {path}; got {seen:?}");
 }
@@ -166,11 +179,7 @@ async fn blackhole_longer_than_the_timeout_expires_the_session_client_side() {
             }
         );
         assert_eq!(queued.unwrap().await.unwrap_err(), Error::SessionExpired);
-        let ev = event(watch).await;
-        assert_eq!(
-            (ev.event_type, ev.state),
-            (EventType::None, SessionState::Expired)
-        );
+        assert_eq!(event(watch).await, Err(Error::SessionExpired));
         assert_eq!(c.get_data("/").await.unwrap_err(), Error::SessionExpired);
     })
     .await;
@@ -248,14 +257,14 @@ async fn failover_to_another_server_keeps_the_session_and_misses_no_event() {
         assert_eq!(observer.get_data(&private).await, Err(Error::NoAuth));
 
         // setWatches with the last zxid seen delivers what happened meanwhile.
-        let ev = event(data_w).await;
+        let ev = fired(data_w).await;
         assert_eq!(
             (ev.event_type, ev.path.as_str()),
             (EventType::NodeDataChanged, a.as_str())
         );
-        let ev = event(child_w).await;
+        let ev = fired(child_w).await;
         assert_eq!(ev.event_type, EventType::NodeChildrenChanged);
-        let ev = event(exist_w).await;
+        let ev = fired(exist_w).await;
         assert_eq!(ev.event_type, EventType::NodeCreated);
         // The recursive watch is re-armed: it sees the next change. (setWatches2 has no
         // catch-up events of its own for persistent watches; the catch-up events of the
@@ -379,16 +388,16 @@ async fn restart(kind: Kind) {
     );
 
     // No event since the last zxid the client saw is missed.
-    let ev = event(data_w).await;
+    let ev = fired(data_w).await;
     assert_eq!(
         (ev.event_type, ev.path.as_str()),
         (EventType::NodeDataChanged, a.as_str())
     );
     assert_eq!(
-        event(child_w).await.event_type,
+        fired(child_w).await.event_type,
         EventType::NodeChildrenChanged
     );
-    assert_eq!(event(exist_w).await.event_type, EventType::NodeCreated);
+    assert_eq!(fired(exist_w).await.event_type, EventType::NodeCreated);
     let after = format!("{root}/after");
     writer
         .create(&after, b"", &CreateOptions::persistent())

@@ -150,6 +150,7 @@ async fn tls_to_zookeeper_secure_port() {
     plain.set_data("/tls", b"changed", None).await.unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(10), watch)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(ev.event_type, EventType::NodeDataChanged);
     // The x509 identity shows up on the TLS connection.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rookery_client::{AddWatchMode, Client, CreateOptions};
+use rookery_client::{AddWatchMode, Client, CreateOptions, PersistentEvent};
 use rookery_examples::{connect_string, init_logging};
 
 #[tokio::main]
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     writer
         .create(&config, b"a=1", &CreateOptions::persistent())
         .await?;
-    let event = tokio::time::timeout(Duration::from_secs(5), created).await?;
+    let event = tokio::time::timeout(Duration::from_secs(5), created).await??;
     println!(
         "one-shot watch fired: {:?} {}",
         event.event_type, event.path
@@ -43,10 +43,16 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     writer.delete(&config, None).await?;
     for _ in 0..4 {
-        let event = tokio::time::timeout(Duration::from_secs(5), subtree.next())
+        let item = tokio::time::timeout(Duration::from_secs(5), subtree.next())
             .await?
             .expect("the stream ends only with the session");
-        println!("recursive watch: {:?} {}", event.event_type, event.path);
+        match item {
+            PersistentEvent::Node(event) => {
+                println!("recursive watch: {:?} {}", event.event_type, event.path)
+            }
+            // A cache would re-read the subtree here.
+            other => println!("recursive watch: {other:?}"),
+        }
     }
     drop(subtree); // removes the watch on the server
 

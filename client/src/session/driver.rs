@@ -18,8 +18,12 @@ use tracing::Instrument;
 
 use super::state::{Action, Completion, Session, Submission};
 use crate::endpoint::HostPort;
+use crate::feed::{feed, FeedTx};
 use crate::resolve::Resolver;
-use crate::types::SessionState;
+use crate::types::{SessionEvent, SessionEventKind, SessionState};
+
+/// Session events a subscriber may have unread before the stream reports `Lagged`.
+pub(crate) const MAX_PENDING_SESSION_EVENTS: usize = 1024;
 
 /// What a client handle asks of its session task.
 #[derive(Debug)]
@@ -41,6 +45,41 @@ pub(crate) struct SessionInfo {
     pub(crate) password: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) last_zxid: i64,
+    pub(crate) generation: u64,
+    pub(crate) disconnected_since: Option<Instant>,
+}
+
+/// What the session task shares with the handles, under one lock: the facts, and the
+/// subscribers of session events. Events are published under the same lock as the facts they
+/// change, so a subscriber added at any moment misses nothing after that moment.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) info: SessionInfo,
+    subscribers: Vec<FeedTx<SessionEvent>>,
+    /// The session task has finished: no event will come.
+    finished: bool,
+}
+
+impl Shared {
+    /// A new subscriber's stream of the events from now on.
+    pub(crate) fn subscribe(&mut self) -> mpsc::Receiver<SessionEvent> {
+        let (tx, rx) = feed(MAX_PENDING_SESSION_EVENTS);
+        if !self.finished {
+            self.subscribers.push(tx);
+        }
+        rx
+    }
+
+    fn publish(&mut self, event: SessionEvent) {
+        let lagged = || SessionEvent {
+            kind: SessionEventKind::Lagged,
+            generation: event.generation,
+        };
+        for tx in &mut self.subscribers {
+            tx.send(event, lagged);
+        }
+        self.subscribers.retain(|tx| !tx.is_closed());
+    }
 }
 
 /// How to open a transport.
@@ -161,9 +200,9 @@ fn apply(session: &mut Session, cmd: Command, now: Instant) {
 /// the session is closed.
 pub(crate) async fn run(
     mut session: Session,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     state_tx: watch::Sender<SessionState>,
-    info: Arc<Mutex<SessionInfo>>,
+    shared: Arc<Mutex<Shared>>,
     transport: TransportConfig,
 ) {
     let span = tracing::info_span!("session", session_id = tracing::field::Empty);
@@ -195,6 +234,18 @@ pub(crate) async fn run(
                     }
                 }
             }
+            if out_pos == out.len() && session.has_transmit() && commands_open {
+                // The replies just read woke their callers, who may be about to send more: let
+                // them run first, so that their requests leave in one write, not one each.
+                tokio::task::yield_now().await;
+                let now = Instant::now();
+                for _ in 0..256 {
+                    match commands.try_recv() {
+                        Ok(cmd) => apply(&mut session, cmd, now),
+                        Err(_) => break,
+                    }
+                }
+            }
             if out_pos == out.len() {
                 match session.poll_transmit() {
                     Some(bytes) if writer.is_some() => {
@@ -212,13 +263,20 @@ pub(crate) async fn run(
                 *s = state;
                 changed
             });
-            if let Ok(mut i) = info.lock() {
+            if let Ok(mut sh) = shared.lock() {
+                let i = &mut sh.info;
                 if i.session_id != session.session_id() || i.password != session.password() {
                     i.session_id = session.session_id();
                     i.password = session.password().to_vec();
                 }
                 i.timeout = session.negotiated_timeout();
                 i.last_zxid = session.last_zxid();
+                i.generation = session.generation();
+                i.disconnected_since = session.disconnected_since();
+                while let Some(event) = session.poll_event() {
+                    tracing::debug!(?event, "session event");
+                    sh.publish(event);
+                }
             }
             if session.session_id() != recorded_id {
                 recorded_id = session.session_id();
@@ -304,6 +362,10 @@ pub(crate) async fn run(
                 }
                 () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
             }
+        }
+        if let Ok(mut sh) = shared.lock() {
+            sh.finished = true;
+            sh.subscribers.clear();
         }
         tracing::debug!("session task finished");
     }

@@ -20,8 +20,15 @@
 //! - A connection that has been silent for 2T/3 is dropped, and the next server is tried.
 //! - Each attempt (TCP, TLS and handshake) gets `connect_timeout` (default T / number of hosts,
 //!   at least 1 s); attempts are spaced by jittered exponential back-off.
-//! - When no server has been heard from for T, the client declares the session expired itself,
-//!   without waiting for a server to say so.
+//! - When no server has been heard from for `client_expiry_factor` × T (default 1.0), the
+//!   client declares the session expired itself, without waiting for a server to say so.
+//!
+//! # Events and generations
+//! Every change of connection or session becomes a [`SessionEvent`] ([`Session::poll_event`]):
+//! `Connected` (a new session, generation + 1), `Suspended` (the connection broke),
+//! `Reconnected { same_session }` (a different session is generation + 1), `ReadOnly`, and
+//! `Lost(reason)`. With `renew` set, an expired session is followed by a new one on the same
+//! machine instead of the terminal state.
 //!
 //! # Requests across reconnects
 //! A request that was handed to the transport when the connection broke fails with
@@ -42,14 +49,14 @@ use rookery_proto::{
     Request, RequestHeader, Response, SetWatches, SetWatches2, WatcherEvent, WatcherType,
     WatchesRequest,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::watch::{WatchKind, WatchLists, WatchRegistry, WatchSub};
 use crate::endpoint::HostPort;
 use crate::error::{Error, Result};
-use crate::types::SessionState;
+use crate::types::{LossReason, SessionEvent, SessionEventKind, SessionState};
 
 /// At most this many path bytes go into one setWatches frame (as the Java client does), so
 /// that re-arming many watches never exceeds the server's frame limit.
@@ -76,6 +83,11 @@ pub(crate) struct SessionConfig {
     pub(crate) seed: u64,
     /// An existing session to resume: id and password.
     pub(crate) resume: Option<(i64, Vec<u8>)>,
+    /// The client declares the session expired after this many session timeouts without
+    /// hearing from a server.
+    pub(crate) expiry_factor: f64,
+    /// After an expiry, start a new session instead of stopping.
+    pub(crate) renew: bool,
 }
 
 /// What a request's caller receives.
@@ -123,6 +135,8 @@ pub(crate) struct Submission {
     pub(crate) effect: Effect,
     /// Where the outcome goes.
     pub(crate) completion: Completion,
+    /// The caller's place under `max_queued_requests`, held until the outcome is sent.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 /// What the driver must do.
@@ -148,7 +162,8 @@ enum Waiter {
     RemoveWatches {
         fallback_any: bool,
     },
-    SetWatches,
+    /// Re-arms these watches; if the server refuses, they can never fire.
+    SetWatches(WatchLists),
     Close,
 }
 
@@ -158,6 +173,20 @@ struct Queued {
     path: String,
     effect: Effect,
     waiter: Waiter,
+    /// Released when this is dropped: whenever the request is answered, failed or discarded.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Queued {
+    fn internal(request: Request, path: String, waiter: Waiter) -> Self {
+        Queued {
+            request,
+            path,
+            effect: Effect::None,
+            waiter,
+            _permit: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -229,6 +258,12 @@ pub(crate) struct Session {
     /// server-side watch is never removed while one of these may still set it.
     pending_regs: HashMap<String, (u32, u32)>,
     actions: VecDeque<Action>,
+    /// Session events not yet taken by the driver.
+    events: VecDeque<SessionEvent>,
+    /// 0 before the first session; one more for each new session.
+    generation: u64,
+    /// Since when no connection has been up (`None` while connected).
+    disconnected_since: Option<Instant>,
 }
 
 impl Session {
@@ -269,6 +304,9 @@ impl Session {
             watches: WatchRegistry::default(),
             pending_regs: HashMap::new(),
             actions: VecDeque::new(),
+            events: VecDeque::new(),
+            generation: 0,
+            disconnected_since: Some(now),
             cfg,
         }
     }
@@ -316,6 +354,29 @@ impl Session {
     /// The next thing the driver must do.
     pub(crate) fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// The next session event to publish.
+    pub(crate) fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The session generation: 0 before the first session, then 1, 2, ... per new session.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Since when no connection has been up, or `None` while connected or finished.
+    pub(crate) fn disconnected_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Terminal(_) => None,
+            _ => self.disconnected_since,
+        }
+    }
+
+    /// Whether [`Session::poll_transmit`] has bytes.
+    pub(crate) fn has_transmit(&self) -> bool {
+        !self.wbuf.is_empty()
     }
 
     /// Bytes to write to the current transport, if any.
@@ -444,7 +505,7 @@ impl Session {
             Phase::Terminal(_) => return,
             Phase::Closing { deadline } => {
                 if now >= deadline {
-                    self.terminate(SessionState::Closed);
+                    self.terminate(LossReason::Closed, now);
                 }
                 return;
             }
@@ -453,9 +514,10 @@ impl Session {
         if self.expiry_deadline().is_some_and(|d| now >= d) {
             tracing::warn!(
                 timeout_ms = duration_ms(self.timeout()),
-                "no server reachable for the whole session timeout: session expired"
+                factor = self.cfg.expiry_factor,
+                "no server reachable for the client-side expiry time: session expired"
             );
-            self.terminate(SessionState::Expired);
+            self.terminate(LossReason::ClientExpired, now);
             return;
         }
         match self.phase {
@@ -505,6 +567,7 @@ impl Session {
             path: s.path,
             effect: s.effect,
             waiter: Waiter::User(s.completion),
+            _permit: s.permit,
         };
         if matches!(self.phase, Phase::Connected { .. }) {
             self.send(q, now);
@@ -547,12 +610,7 @@ impl Session {
             Phase::Terminal(_) => self.finish_close_waiters(),
             Phase::Closing { .. } => {}
             Phase::Connected { .. } => {
-                let q = Queued {
-                    request: Request::CloseSession,
-                    path: String::new(),
-                    effect: Effect::None,
-                    waiter: Waiter::Close,
-                };
+                let q = Queued::internal(Request::CloseSession, String::new(), Waiter::Close);
                 self.send(q, now);
                 let grace = self.timeout().min(Duration::from_secs(3));
                 self.phase = Phase::Closing {
@@ -560,7 +618,7 @@ impl Session {
                 };
             }
             Phase::Idle { .. } | Phase::Connecting { .. } | Phase::Handshaking { .. } => {
-                self.terminate(SessionState::Closed)
+                self.terminate(LossReason::Closed, now)
             }
         }
     }
@@ -581,7 +639,7 @@ impl Session {
         if !self.established || matches!(self.phase, Phase::Terminal(_) | Phase::Closing { .. }) {
             return None;
         }
-        Some(self.last_heard + self.timeout())
+        Some(self.last_heard + self.timeout().mul_f64(self.cfg.expiry_factor))
     }
 
     fn attempt_timeout(&self) -> Duration {
@@ -678,6 +736,7 @@ impl Session {
     }
 
     fn send_watch_batch(&mut self, b: WatchLists, now: Instant) {
+        let lists = b.clone();
         let request = if b.persistent.is_empty() && b.recursive.is_empty() {
             Request::SetWatches(SetWatches {
                 relative_zxid: self.last_zxid,
@@ -695,12 +754,7 @@ impl Session {
                 persistent_recursive_watches: b.recursive,
             })
         };
-        let q = Queued {
-            request,
-            path: String::new(),
-            effect: Effect::None,
-            waiter: Waiter::SetWatches,
-        };
+        let q = Queued::internal(request, String::new(), Waiter::SetWatches(lists));
         self.send(q, now);
     }
 
@@ -719,7 +773,7 @@ impl Session {
             xid::NOTIFICATION => {
                 let ev = WatcherEvent::decode(&mut r).map_err(|e| format!("bad event: {e}"))?;
                 tracing::debug!(path = %ev.path, event_type = ev.event_type, "watch event");
-                for (_, path, kind) in self.watches.dispatch(&ev) {
+                for (_, path, kind) in self.watches.dispatch(&ev, h.zxid) {
                     self.request_server_removal(&path, kind, now);
                 }
             }
@@ -743,7 +797,7 @@ impl Session {
                 }
                 if h.err == ErrorCode::AuthFailed.code() {
                     tracing::warn!("authentication failed");
-                    self.terminate(SessionState::AuthFailed);
+                    self.terminate(LossReason::AuthFailed, now);
                 }
             }
             _ => {
@@ -772,16 +826,28 @@ impl Session {
     fn handle_connect_response(&mut self, resp: ConnectResponse, now: Instant) {
         if resp.timeout_ms <= 0 {
             tracing::warn!("the server says the session has expired");
-            self.terminate(SessionState::Expired);
+            self.terminate(LossReason::Expired, now);
             return;
         }
-        if self.established && self.seen_rw && resp.session_id != self.session_id {
+        let kind = if self.generation == 0 || !self.established {
+            self.generation += 1;
+            SessionEventKind::Connected
+        } else if resp.session_id == self.session_id {
+            SessionEventKind::Reconnected { same_session: true }
+        } else {
+            // A read-only client asks for a new session at each connection (see
+            // handle_connected); a different id means its ephemerals and watches went with
+            // the old one.
             tracing::warn!(
                 old = format_args!("{:#x}", self.session_id),
                 new = format_args!("{:#x}", resp.session_id),
                 "the server gave a different session"
             );
-        }
+            self.generation += 1;
+            SessionEventKind::Reconnected {
+                same_session: false,
+            }
+        };
         let read_only = resp.read_only == Some(true);
         self.session_id = resp.session_id;
         self.passwd = resp.passwd;
@@ -791,7 +857,18 @@ impl Session {
         self.phase = Phase::Connected { read_only };
         self.last_recv = now;
         self.last_heard = now;
+        self.disconnected_since = None;
         self.backoff.reset();
+        self.emit(kind);
+        if read_only {
+            self.emit(SessionEventKind::ReadOnly);
+        }
+        if matches!(kind, SessionEventKind::Reconnected { .. }) {
+            // Persistent watches get no catch-up events: tell each stream to re-read.
+            for (_, path, kind) in self.watches.resync() {
+                self.request_server_removal(&path, kind, now);
+            }
+        }
         tracing::info!(
             session_id = format_args!("{:#x}", self.session_id),
             timeout_ms = resp.timeout_ms,
@@ -859,12 +936,14 @@ impl Session {
                     self.send_remove_watches(q.path, WatcherType::Any, false, now);
                 }
             }
-            Waiter::SetWatches => {
+            Waiter::SetWatches(lists) => {
                 if err != 0 {
-                    tracing::warn!(err, "setWatches failed; watches may not be re-armed");
+                    // Those watches are not armed on the server and never will fire: end them
+                    // loudly rather than leave a waiter hanging.
+                    self.watches.fail(&lists, &Error::from_code(err));
                 }
             }
-            Waiter::Close => self.terminate(SessionState::Closed),
+            Waiter::Close => self.terminate(LossReason::Closed, now),
         }
     }
 
@@ -895,15 +974,11 @@ impl Session {
         now: Instant,
     ) {
         tracing::debug!(%path, ?ty, "removing server-side watch");
-        let q = Queued {
-            request: Request::RemoveWatches(WatchesRequest {
-                path: path.clone(),
-                watcher_type: ty.code(),
-            }),
-            path,
-            effect: Effect::None,
-            waiter: Waiter::RemoveWatches { fallback_any },
-        };
+        let request = Request::RemoveWatches(WatchesRequest {
+            path: path.clone(),
+            watcher_type: ty.code(),
+        });
+        let q = Queued::internal(request, path, Waiter::RemoveWatches { fallback_any });
         self.send(q, now);
     }
 
@@ -951,7 +1026,7 @@ impl Session {
         match self.phase {
             Phase::Terminal(_) => return,
             Phase::Closing { .. } => {
-                self.terminate(SessionState::Closed);
+                self.terminate(LossReason::Closed, now);
                 return;
             }
             Phase::Idle { .. } => return,
@@ -962,6 +1037,8 @@ impl Session {
             Phase::Connected { .. } => {
                 tracing::info!(why, "disconnected");
                 self.actions.push_back(Action::CloseTransport);
+                self.disconnected_since = Some(now);
+                self.emit(SessionEventKind::Suspended);
                 let mut unsent = VecDeque::new();
                 for inf in std::mem::take(&mut self.inflight) {
                     let sent = inf.start < self.handed_out;
@@ -973,7 +1050,7 @@ impl Session {
                             let _ = c.send(Outcome::err(Error::ConnectionLoss { outcome_unknown }));
                         }
                         Waiter::User(_) => unsent.push_back(q),
-                        Waiter::RemoveWatches { .. } | Waiter::SetWatches | Waiter::Close => {}
+                        Waiter::RemoveWatches { .. } | Waiter::SetWatches(_) | Waiter::Close => {}
                     }
                 }
                 // Unsent requests go first next time, ahead of anything queued since.
@@ -989,16 +1066,55 @@ impl Session {
         };
     }
 
-    fn terminate(&mut self, state: SessionState) {
+    fn emit(&mut self, kind: SessionEventKind) {
+        self.events.push_back(SessionEvent {
+            kind,
+            generation: self.generation,
+        });
+    }
+
+    /// The session is over for `reason`: final, or, for an expiry with `renew` set, followed
+    /// by a new session.
+    fn terminate(&mut self, reason: LossReason, now: Instant) {
         if matches!(self.phase, Phase::Terminal(_)) {
             return;
         }
+        let state = match reason {
+            LossReason::Expired | LossReason::ClientExpired => SessionState::Expired,
+            LossReason::AuthFailed => SessionState::AuthFailed,
+            LossReason::Closed => SessionState::Closed,
+        };
         if !matches!(self.phase, Phase::Idle { .. }) {
             self.actions.push_back(Action::CloseTransport);
         }
+        self.emit(SessionEventKind::Lost(reason));
+        let err = state.terminal_error();
+        self.fail_everything(&err);
+        if self.cfg.renew && state == SessionState::Expired {
+            tracing::info!(?reason, "session expired; starting a new one");
+            // Credentials stay (they are sent on every connection); the zxid seen stays too,
+            // so the new session never reads older state than the old one did.
+            self.session_id = 0;
+            self.passwd = vec![0; 16];
+            self.negotiated = None;
+            self.established = false;
+            self.seen_rw = false;
+            self.disconnected_since.get_or_insert(now);
+            self.phase = Phase::Idle { at: now };
+            return;
+        }
         tracing::info!(?state, "session finished");
         self.phase = Phase::Terminal(state);
-        let err = state.terminal_error();
+        for a in &mut self.auths {
+            if let Some(w) = a.waiter.take() {
+                let _ = w.send(Outcome::err(err.clone()));
+            }
+        }
+        self.finish_close_waiters();
+    }
+
+    /// Fails every request and watcher of the session with `err`.
+    fn fail_everything(&mut self, err: &Error) {
         for inf in std::mem::take(&mut self.inflight) {
             if let Waiter::User(c) = inf.queued.waiter {
                 let _ = c.send(Outcome::err(err.clone()));
@@ -1009,17 +1125,11 @@ impl Session {
                 let _ = c.send(Outcome::err(err.clone()));
             }
         }
-        for a in &mut self.auths {
-            if let Some(w) = a.waiter.take() {
-                let _ = w.send(Outcome::err(err.clone()));
-            }
-        }
         self.pending_regs.clear();
         self.auth_inflight.clear();
-        self.watches.terminate(state);
+        self.watches.terminate(err);
         self.wbuf.clear();
         self.rbuf.clear();
-        self.finish_close_waiters();
     }
 
     fn finish_close_waiters(&mut self) {

@@ -13,6 +13,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use tokio::time::Instant;
 
 use super::*;
+use crate::types::PersistentEvent;
 
 const T: Duration = Duration::from_millis(3000);
 
@@ -34,6 +35,8 @@ fn cfg() -> SessionConfig {
         max_frame_len: 1 << 20,
         seed: 1,
         resume: None,
+        expiry_factor: 1.0,
+        renew: false,
     }
 }
 
@@ -205,10 +208,18 @@ impl Harness {
                 path,
                 effect,
                 completion: tx,
+                permit: None,
             },
             self.now,
         );
         rx
+    }
+
+    /// Every session event so far, as (kind, generation).
+    fn events(&mut self) -> Vec<(SessionEventKind, u64)> {
+        std::iter::from_fn(|| self.s.poll_event())
+            .map(|e| (e.kind, e.generation))
+            .collect()
     }
 }
 
@@ -382,7 +393,7 @@ fn reconnect_sends_auth_then_set_watches_then_requests() {
     h.feed(&notification(EventType::NodeCreated, "/e"));
     h.feed(&empty_reply(-8, 12, 0));
     assert_eq!(
-        exist_rx.try_recv().unwrap().event_type,
+        exist_rx.try_recv().unwrap().unwrap().event_type,
         EventType::NodeCreated
     );
     h.feed(&reply(reqs[2].0.xid, 12, 0, get_data_body));
@@ -416,8 +427,13 @@ fn persistent_watches_use_set_watches2() {
         }
         other => panic!("expected setWatches2, got {other:?}"),
     }
+    // The stream is told to re-read before anything of the new connection arrives.
+    assert_eq!(events.try_recv().unwrap(), PersistentEvent::Resync);
     h.feed(&notification(EventType::NodeDataChanged, "/p/child"));
-    assert_eq!(events.try_recv().unwrap().path, "/p/child");
+    let PersistentEvent::Node(ev) = events.try_recv().unwrap() else {
+        panic!("expected a node event");
+    };
+    assert_eq!(ev.path, "/p/child");
 }
 
 #[test]
@@ -493,9 +509,7 @@ fn client_declares_expiry_after_the_session_timeout() {
         pending.try_recv().unwrap().result.unwrap_err(),
         Error::SessionExpired
     );
-    let ev = watch.try_recv().unwrap();
-    assert_eq!(ev.event_type, EventType::None);
-    assert_eq!(ev.state, SessionState::Expired);
+    assert_eq!(watch.try_recv().unwrap(), Err(Error::SessionExpired));
     // Later calls fail at once.
     let mut late = h.submit(get_data("/z", false), Effect::None);
     assert_eq!(
@@ -744,4 +758,211 @@ fn replies_split_across_reads_are_reassembled() {
         h.feed(std::slice::from_ref(b));
     }
     assert!(rx.try_recv().unwrap().result.is_ok());
+}
+
+// === events, generations, expiry factor, renewal ===
+
+use SessionEventKind::{Connected, Lost, ReadOnly, Reconnected, Suspended};
+
+/// Fails every connection attempt until the machine gives up or `max_ms` passes.
+fn fail_attempts_until_quiet(h: &mut Harness, until_ms: u64) {
+    for _ in 0..10_000 {
+        if h.s.is_terminal() || h.ms(h.now) >= until_ms {
+            return;
+        }
+        while let Some(a) = h.s.poll_action() {
+            if let Action::Connect { attempt, .. } = a {
+                h.s.handle_connect_failed(attempt, h.now);
+            }
+        }
+        let Some(t) = h.s.poll_timeout() else { return };
+        h.now = h.now.max(t);
+        h.s.handle_timeout(h.now);
+    }
+    panic!("the machine did not settle");
+}
+
+#[test]
+fn every_transition_is_an_event_with_its_generation() {
+    let mut h = Harness::new(cfg());
+    assert_eq!(h.s.generation(), 0);
+    assert!(h.s.disconnected_since().is_some());
+    h.establish(0x10);
+    assert_eq!(h.events(), [(Connected, 1)]);
+    assert_eq!(h.s.disconnected_since(), None);
+
+    h.at(100);
+    h.s.handle_transport_closed(h.now);
+    assert_eq!(h.events(), [(Suspended, 1)]);
+    assert_eq!(h.s.disconnected_since(), Some(h.now));
+    h.handshake();
+    h.feed(&connect_response(3000, 0x10, Some(false)));
+    assert_eq!(
+        h.events(),
+        [(Reconnected { same_session: true }, 1)],
+        "no event is coalesced: Suspended and Reconnected each come once"
+    );
+
+    h.s.handle_transport_closed(h.now);
+    h.handshake();
+    h.feed(&connect_response(0, 0, Some(false)));
+    assert_eq!(h.events(), [(Suspended, 1), (Lost(LossReason::Expired), 1)]);
+    assert!(h.s.is_terminal());
+    assert_eq!(h.s.disconnected_since(), None);
+}
+
+#[test]
+fn the_client_side_expiry_factor_stretches_the_time_to_reconnect() {
+    let mut c = cfg();
+    c.expiry_factor = 2.0;
+    let mut h = Harness::new(c);
+    h.establish(7);
+    h.at(500);
+    h.feed(&empty_reply(-2, 1, 0));
+    let last_heard = h.now;
+    h.s.handle_transport_closed(h.now);
+    fail_attempts_until_quiet(&mut h, 60_000);
+    assert_eq!(h.s.state(), SessionState::Expired);
+    assert_eq!(h.now, last_heard + T * 2, "expired after 2 T, not T");
+    let events = h.events();
+    assert_eq!(
+        events.last(),
+        Some(&(Lost(LossReason::ClientExpired), 1)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_renewing_session_fails_what_it_held_and_starts_a_new_generation() {
+    let mut c = cfg();
+    c.renew = true;
+    let mut h = Harness::new(c);
+    h.establish(0x21);
+    let (done, _auth_reply) = oneshot::channel();
+    h.s.add_auth(
+        AuthPacket {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: b"u:p".to_vec(),
+        },
+        done,
+        h.now,
+    );
+    let _ = h.sent();
+    let mut w = h.submit(get_data("/w", true), Effect::Watch(WatchKind::Data));
+    let x = requests(&h.sent())[0].0.xid;
+    h.feed(&reply(x, 4, 0, get_data_body));
+    let Some(WatchSub::Oneshot { rx: mut watch, .. }) = w.try_recv().unwrap().watch else {
+        panic!("a data watch")
+    };
+    h.feed(&empty_reply(-4, 0, 0));
+    h.s.handle_transport_closed(h.now);
+    let mut held = h.submit(get_data("/held", false), Effect::None);
+
+    // The server says expired: not terminal, but everything the old session held fails.
+    h.handshake();
+    h.feed(&connect_response(0, 0, Some(false)));
+    assert!(!h.s.is_terminal());
+    assert_eq!(h.s.state(), SessionState::Disconnected);
+    assert_eq!(
+        held.try_recv().unwrap().result.unwrap_err(),
+        Error::SessionExpired
+    );
+    assert_eq!(watch.try_recv().unwrap(), Err(Error::SessionExpired));
+    assert_eq!(h.s.watcher_count(), 0);
+    let mut later = h.submit(get_data("/later", false), Effect::None);
+
+    // The next handshake asks for a new session, keeps the zxid, and re-sends the auth.
+    let req = h.handshake();
+    assert_eq!((req.session_id, req.passwd.clone()), (0, vec![0; 16]));
+    assert_eq!(req.last_zxid_seen, 4);
+    h.feed(&connect_response(3000, 0x22, Some(false)));
+    assert_eq!(h.s.session_id(), 0x22);
+    let reqs = requests(&h.sent());
+    assert_eq!(reqs[0].0.xid, -4, "the credentials go first");
+    assert_eq!(reqs[1].1, get_data("/later", false));
+    assert!(matches!(later.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(
+        h.events(),
+        [
+            (Connected, 1),
+            (Suspended, 1),
+            (Lost(LossReason::Expired), 1),
+            (Connected, 2)
+        ]
+    );
+    assert_eq!(h.s.generation(), 2);
+}
+
+#[test]
+fn a_renewing_session_renews_after_a_client_side_expiry_too() {
+    let mut c = cfg();
+    c.renew = true;
+    let mut h = Harness::new(c);
+    h.establish(0x31);
+    h.s.handle_transport_closed(h.now);
+    // Attempts fail for longer than T: the client declares the session lost, then goes on.
+    let t0 = h.ms(h.now);
+    fail_attempts_until_quiet(&mut h, t0 + 3_100);
+    assert!(!h.s.is_terminal());
+    let events = h.events();
+    assert_eq!(
+        events.last(),
+        Some(&(Lost(LossReason::ClientExpired), 1)),
+        "{events:?}"
+    );
+    let req = h.handshake();
+    assert_eq!(req.session_id, 0);
+    h.feed(&connect_response(3000, 0x32, Some(false)));
+    assert_eq!(h.events(), [(Connected, 2)]);
+}
+
+#[test]
+fn a_read_only_reconnect_with_a_new_session_is_reported() {
+    let mut ro = cfg();
+    ro.read_only = true;
+    let mut h = Harness::new(ro);
+    h.handshake();
+    h.feed(&connect_response(3000, 0x51, Some(true)));
+    assert_eq!(h.s.state(), SessionState::ConnectedReadOnly);
+    assert_eq!(h.events(), [(Connected, 1), (ReadOnly, 1)]);
+    h.s.handle_transport_closed(h.now);
+    // Only read-only servers seen so far: the client asks for a new session, and gets one.
+    let req = h.handshake();
+    assert_eq!(req.session_id, 0);
+    h.feed(&connect_response(3000, 0x52, Some(false)));
+    assert_eq!(
+        h.events(),
+        [
+            (Suspended, 1),
+            (
+                Reconnected {
+                    same_session: false
+                },
+                2
+            )
+        ]
+    );
+}
+
+#[test]
+fn a_refused_set_watches_ends_the_watchers_it_carried() {
+    let mut h = Harness::new(cfg());
+    h.establish(9);
+    let mut w = h.submit(get_data("/d", true), Effect::Watch(WatchKind::Data));
+    let x = requests(&h.sent())[0].0.xid;
+    h.feed(&reply(x, 2, 0, get_data_body));
+    let Some(WatchSub::Oneshot { rx: mut watch, .. }) = w.try_recv().unwrap().watch else {
+        panic!("a data watch")
+    };
+    h.s.handle_transport_closed(h.now);
+    h.handshake();
+    h.feed(&connect_response(3000, 9, Some(false)));
+    let reqs = requests(&h.sent());
+    assert!(matches!(reqs[0].1, Request::SetWatches(_)));
+    // Without this the watcher would wait forever: the server never armed it.
+    h.feed(&empty_reply(-8, 0, ErrorCode::NoAuth.code()));
+    assert_eq!(watch.try_recv().unwrap(), Err(Error::NoAuth));
+    assert_eq!(h.s.watcher_count(), 0);
+    assert_eq!(h.s.state(), SessionState::Connected);
 }

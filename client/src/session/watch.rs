@@ -9,12 +9,16 @@ use std::collections::HashMap;
 use rookery_proto::{EventType, WatcherEvent, WatcherType};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::types::{SessionState, WatchedEvent};
+use crate::error::{Error, Result};
+use crate::feed::{feed, FeedTx, Sent};
+use crate::types::{PersistentEvent, SessionState, WatchedEvent};
 
 /// Events a persistent or recursive watcher may have waiting. A watcher that falls further
-/// behind (its stream is not being read) is removed, as if dropped: its stream ends, so the
-/// application learns it missed events rather than silently losing some.
+/// behind (its stream is not being read) loses the events that do not fit, and its stream
+/// says so with one [`PersistentEvent::Lagged`] where they would have been; the watch stays.
 pub(crate) const MAX_PENDING_EVENTS: usize = 4096;
+
+type OneshotTx = oneshot::Sender<Result<WatchedEvent>>;
 
 /// The kinds of local watcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,25 +41,62 @@ pub(crate) enum WatchSub {
     /// A one-shot watch.
     Oneshot {
         id: u64,
-        rx: oneshot::Receiver<WatchedEvent>,
+        rx: oneshot::Receiver<Result<WatchedEvent>>,
     },
     /// A persistent (or persistent recursive) watch.
     Persistent {
         id: u64,
-        rx: mpsc::Receiver<WatchedEvent>,
+        rx: mpsc::Receiver<PersistentEvent>,
     },
 }
 
 #[derive(Debug, Default)]
 struct PathWatches {
-    data: Vec<(u64, oneshot::Sender<WatchedEvent>)>,
-    exist: Vec<(u64, oneshot::Sender<WatchedEvent>)>,
-    child: Vec<(u64, oneshot::Sender<WatchedEvent>)>,
-    persistent: Vec<(u64, mpsc::Sender<WatchedEvent>)>,
-    recursive: Vec<(u64, mpsc::Sender<WatchedEvent>)>,
+    data: Vec<(u64, OneshotTx)>,
+    exist: Vec<(u64, OneshotTx)>,
+    child: Vec<(u64, OneshotTx)>,
+    persistent: Vec<(u64, FeedTx<PersistentEvent>)>,
+    recursive: Vec<(u64, FeedTx<PersistentEvent>)>,
+}
+
+/// The marker a persistent stream gets where events were dropped.
+fn lagged() -> PersistentEvent {
+    PersistentEvent::Lagged
+}
+
+/// Ends every watcher of `w` with `err`.
+fn end_all(w: PathWatches, err: &Error) {
+    for (_, tx) in w.data.into_iter().chain(w.exist).chain(w.child) {
+        let _ = tx.send(Err(err.clone()));
+    }
+    for (_, tx) in w.persistent.into_iter().chain(w.recursive) {
+        tx.send_last(PersistentEvent::Ended(err.clone()));
+    }
 }
 
 impl PathWatches {
+    /// Moves the watchers of `kind` out into a value of their own.
+    fn take(&mut self, kind: WatchKind) -> PathWatches {
+        let mut out = PathWatches::default();
+        match kind {
+            WatchKind::Data => out.data = std::mem::take(&mut self.data),
+            WatchKind::Exist => out.exist = std::mem::take(&mut self.exist),
+            WatchKind::Child => out.child = std::mem::take(&mut self.child),
+            WatchKind::Persistent => out.persistent = std::mem::take(&mut self.persistent),
+            WatchKind::Recursive => out.recursive = std::mem::take(&mut self.recursive),
+        }
+        out
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        let oneshot = self.data.iter().chain(&self.exist).chain(&self.child);
+        let streams = self.persistent.iter().chain(&self.recursive);
+        oneshot
+            .map(|(id, _)| *id)
+            .chain(streams.map(|(id, _)| *id))
+            .collect()
+    }
+
     fn is_empty(&self) -> bool {
         self.data.is_empty()
             && self.exist.is_empty()
@@ -121,7 +162,7 @@ impl WatchRegistry {
                 WatchSub::Oneshot { id, rx }
             }
             WatchKind::Persistent | WatchKind::Recursive => {
-                let (tx, rx) = mpsc::channel(MAX_PENDING_EVENTS);
+                let (tx, rx) = feed(MAX_PENDING_EVENTS);
                 if kind == WatchKind::Persistent {
                     entry.persistent.push((id, tx));
                 } else {
@@ -179,7 +220,11 @@ impl WatchRegistry {
     /// Delivers a server notification to every watcher it concerns. One-shot watchers that
     /// fire are removed; persistent watchers whose stream was dropped are removed too, and
     /// returned (path, kind) so that the caller can clean up the server side.
-    pub(crate) fn dispatch(&mut self, ev: &WatcherEvent) -> Vec<(u64, String, WatchKind)> {
+    pub(crate) fn dispatch(
+        &mut self,
+        ev: &WatcherEvent,
+        zxid: i64,
+    ) -> Vec<(u64, String, WatchKind)> {
         let Some(ty) = EventType::from_code(ev.event_type) else {
             return Vec::new();
         };
@@ -187,8 +232,9 @@ impl WatchRegistry {
             event_type: ty,
             state: SessionState::Connected,
             path: ev.path.clone(),
+            zxid,
         };
-        let mut fired: Vec<(u64, oneshot::Sender<WatchedEvent>)> = Vec::new();
+        let mut fired: Vec<(u64, OneshotTx)> = Vec::new();
         let mut dead = Vec::new();
         if let Some(w) = self.paths.get_mut(&ev.path) {
             match ty {
@@ -204,17 +250,17 @@ impl WatchRegistry {
                 EventType::NodeChildrenChanged => fired.append(&mut w.child),
                 _ => {}
             }
-            for (id, tx) in &w.persistent {
-                if tx.try_send(event.clone()).is_err() {
+            for (id, tx) in &mut w.persistent {
+                if tx.send(PersistentEvent::Node(event.clone()), lagged) == Sent::Closed {
                     dead.push((*id, WatchKind::Persistent));
                 }
             }
         }
         if ty != EventType::NodeChildrenChanged {
             for ancestor in ancestors_and_self(&ev.path) {
-                if let Some(w) = self.paths.get(ancestor) {
-                    for (id, tx) in &w.recursive {
-                        if tx.try_send(event.clone()).is_err() {
+                if let Some(w) = self.paths.get_mut(ancestor) {
+                    for (id, tx) in &mut w.recursive {
+                        if tx.send(PersistentEvent::Node(event.clone()), lagged) == Sent::Closed {
                             dead.push((*id, WatchKind::Recursive));
                         }
                     }
@@ -224,7 +270,7 @@ impl WatchRegistry {
         for (id, tx) in fired {
             self.by_id.remove(&id);
             // A receiver dropped before its watch fired: nothing to deliver, nothing to remove.
-            let _ = tx.send(event.clone());
+            let _ = tx.send(Ok(event.clone()));
         }
         if self.paths.get(&ev.path).is_some_and(PathWatches::is_empty) {
             self.paths.remove(&ev.path);
@@ -244,6 +290,7 @@ impl WatchRegistry {
             event_type: t,
             state: SessionState::Connected,
             path: path.to_owned(),
+            zxid: -1,
         };
         let mut oneshots = Vec::new();
         let mut streams = Vec::new();
@@ -276,11 +323,13 @@ impl WatchRegistry {
         }
         for ((id, tx), t) in oneshots {
             self.by_id.remove(&id);
-            let _ = tx.send(removed(t));
+            let _ = tx.send(Ok(removed(t)));
         }
         for (id, tx) in streams {
             self.by_id.remove(&id);
-            let _ = tx.try_send(removed(EventType::PersistentWatchRemoved));
+            tx.send_last(PersistentEvent::Node(removed(
+                EventType::PersistentWatchRemoved,
+            )));
         }
     }
 
@@ -316,18 +365,56 @@ impl WatchRegistry {
         l
     }
 
-    /// Ends every watcher with a session event in terminal `state`.
-    pub(crate) fn terminate(&mut self, state: SessionState) {
-        let event = WatchedEvent::session(state);
+    /// Ends every watcher with `err` (the session is over).
+    pub(crate) fn terminate(&mut self, err: &Error) {
         for (_, w) in self.paths.drain() {
-            for (_, tx) in w.data.into_iter().chain(w.exist).chain(w.child) {
-                let _ = tx.send(event.clone());
-            }
-            for (_, tx) in w.persistent.into_iter().chain(w.recursive) {
-                let _ = tx.try_send(event.clone());
-            }
+            end_all(w, err);
         }
         self.by_id.clear();
+    }
+
+    /// Tells every persistent and recursive watcher that the connection is back (their events
+    /// of the time without one are lost); returns the watchers whose stream was dropped.
+    pub(crate) fn resync(&mut self) -> Vec<(u64, String, WatchKind)> {
+        let mut dead = Vec::new();
+        for w in self.paths.values_mut() {
+            for (id, tx) in w.persistent.iter_mut().chain(w.recursive.iter_mut()) {
+                if tx.send(PersistentEvent::Resync, lagged) == Sent::Closed {
+                    dead.push(*id);
+                }
+            }
+        }
+        dead.into_iter()
+            .filter_map(|id| self.remove(id).map(|(p, k)| (id, p, k)))
+            .collect()
+    }
+
+    /// The server refused to re-arm `lists` (a failed setWatches): those watchers can never
+    /// fire, so each is removed and ends with `err`.
+    pub(crate) fn fail(&mut self, lists: &WatchLists, err: &Error) {
+        let tables = [
+            (&lists.data, WatchKind::Data),
+            (&lists.exist, WatchKind::Exist),
+            (&lists.child, WatchKind::Child),
+            (&lists.persistent, WatchKind::Persistent),
+            (&lists.recursive, WatchKind::Recursive),
+        ];
+        for (paths, kind) in tables {
+            for path in paths {
+                let Some(w) = self.paths.get_mut(path) else {
+                    continue;
+                };
+                let failed = w.take(kind);
+                if w.is_empty() {
+                    self.paths.remove(path);
+                }
+                for id in failed.ids() {
+                    self.by_id.remove(&id);
+                }
+                tracing::warn!(%path, error = %err, "the server refused to re-arm a watch");
+                end_all(failed, err);
+            }
+        }
     }
 
     /// Number of registered watchers.
@@ -362,37 +449,63 @@ mod tests {
         }
     }
 
-    fn oneshot_rx(sub: WatchSub) -> oneshot::Receiver<WatchedEvent> {
+    type OneshotRx = oneshot::Receiver<Result<WatchedEvent>>;
+
+    fn oneshot_rx(sub: WatchSub) -> OneshotRx {
         match sub {
             WatchSub::Oneshot { rx, .. } => rx,
             WatchSub::Persistent { .. } => panic!("expected a one-shot watch"),
         }
     }
 
-    fn stream_rx(sub: WatchSub) -> mpsc::Receiver<WatchedEvent> {
+    fn stream_rx(sub: WatchSub) -> mpsc::Receiver<PersistentEvent> {
         match sub {
             WatchSub::Persistent { rx, .. } => rx,
             WatchSub::Oneshot { .. } => panic!("expected a persistent watch"),
         }
     }
 
-    #[test]
-    fn a_persistent_watcher_that_is_not_read_is_dropped_not_grown() {
-        let mut w = WatchRegistry::default();
-        let rx = stream_rx(w.add("/p", WatchKind::Persistent));
-        for _ in 0..MAX_PENDING_EVENTS {
-            assert!(w.dispatch(&ev(EventType::NodeDataChanged, "/p")).is_empty());
+    /// The one-shot event that fired.
+    fn fired(rx: &mut OneshotRx) -> WatchedEvent {
+        rx.try_recv()
+            .expect("fired")
+            .expect("an event, not an error")
+    }
+
+    /// The next node event of a stream.
+    fn node(rx: &mut mpsc::Receiver<PersistentEvent>) -> WatchedEvent {
+        match rx.try_recv() {
+            Ok(PersistentEvent::Node(e)) => e,
+            other => panic!("expected a node event, got {other:?}"),
         }
-        // One more than the stream can hold: the watcher goes, and the caller is told so it can
-        // remove the server-side watch.
-        let dead = w.dispatch(&ev(EventType::NodeDataChanged, "/p"));
-        assert_eq!(dead.len(), 1);
-        assert_eq!(
-            (dead[0].1.as_str(), dead[0].2),
-            ("/p", WatchKind::Persistent)
-        );
-        assert!(w.path_is_free("/p"));
-        assert_eq!(rx.len(), MAX_PENDING_EVENTS);
+    }
+
+    #[test]
+    fn a_persistent_watcher_that_is_not_read_lags_and_stays() {
+        let mut w = WatchRegistry::default();
+        let mut rx = stream_rx(w.add("/p", WatchKind::Persistent));
+        for zxid in 0..MAX_PENDING_EVENTS as i64 {
+            assert!(w
+                .dispatch(&ev(EventType::NodeDataChanged, "/p"), zxid)
+                .is_empty());
+        }
+        // More than the stream holds: the rest are dropped behind one Lagged marker, and the
+        // watcher stays registered.
+        for zxid in 0..10 {
+            assert!(w
+                .dispatch(&ev(EventType::NodeDataChanged, "/p"), 10_000 + zxid)
+                .is_empty());
+        }
+        assert!(!w.path_is_free("/p"));
+        assert_eq!(rx.len(), MAX_PENDING_EVENTS + 1);
+        for zxid in 0..MAX_PENDING_EVENTS as i64 {
+            assert_eq!(node(&mut rx).zxid, zxid);
+        }
+        assert_eq!(rx.try_recv().unwrap(), PersistentEvent::Lagged);
+        // Read again: later events flow.
+        w.dispatch(&ev(EventType::NodeDeleted, "/p"), 20_000);
+        let e = node(&mut rx);
+        assert_eq!((e.event_type, e.zxid), (EventType::NodeDeleted, 20_000));
     }
 
     #[test]
@@ -412,22 +525,17 @@ mod tests {
         let mut exist = oneshot_rx(r.add("/b", WatchKind::Exist));
         assert_eq!(r.len(), 4);
 
-        r.dispatch(&ev(EventType::NodeChildrenChanged, "/a"));
-        assert_eq!(
-            child.try_recv().unwrap().event_type,
-            EventType::NodeChildrenChanged
-        );
+        r.dispatch(&ev(EventType::NodeChildrenChanged, "/a"), 5);
+        let c = fired(&mut child);
+        assert_eq!((c.event_type, c.zxid), (EventType::NodeChildrenChanged, 5));
         assert!(data.try_recv().is_err());
 
-        r.dispatch(&ev(EventType::NodeDataChanged, "/a"));
-        assert_eq!(data.try_recv().unwrap().path, "/a");
-        assert_eq!(
-            data2.try_recv().unwrap().event_type,
-            EventType::NodeDataChanged
-        );
+        r.dispatch(&ev(EventType::NodeDataChanged, "/a"), 6);
+        assert_eq!(fired(&mut data).path, "/a");
+        assert_eq!(fired(&mut data2).event_type, EventType::NodeDataChanged);
 
-        r.dispatch(&ev(EventType::NodeCreated, "/b"));
-        assert_eq!(exist.try_recv().unwrap().event_type, EventType::NodeCreated);
+        r.dispatch(&ev(EventType::NodeCreated, "/b"), 7);
+        assert_eq!(fired(&mut exist).event_type, EventType::NodeCreated);
         assert_eq!(r.len(), 0);
         assert!(r.lists() == WatchLists::default());
     }
@@ -437,31 +545,36 @@ mod tests {
         let mut r = WatchRegistry::default();
         let mut p = stream_rx(r.add("/p", WatchKind::Persistent));
         let mut rec = stream_rx(r.add("/", WatchKind::Recursive));
-        r.dispatch(&ev(EventType::NodeChildrenChanged, "/p"));
-        r.dispatch(&ev(EventType::NodeDataChanged, "/p/x"));
-        r.dispatch(&ev(EventType::NodeCreated, "/p"));
-        assert_eq!(
-            p.try_recv().unwrap().event_type,
-            EventType::NodeChildrenChanged
-        );
-        assert_eq!(p.try_recv().unwrap().event_type, EventType::NodeCreated);
+        r.dispatch(&ev(EventType::NodeChildrenChanged, "/p"), 1);
+        r.dispatch(&ev(EventType::NodeDataChanged, "/p/x"), 2);
+        r.dispatch(&ev(EventType::NodeCreated, "/p"), 3);
+        assert_eq!(node(&mut p).event_type, EventType::NodeChildrenChanged);
+        assert_eq!(node(&mut p).event_type, EventType::NodeCreated);
         assert!(p.try_recv().is_err());
         // The recursive watch never sees NodeChildrenChanged, but sees descendants.
-        assert_eq!(rec.try_recv().unwrap().path, "/p/x");
-        assert_eq!(rec.try_recv().unwrap().path, "/p");
+        assert_eq!(node(&mut rec).path, "/p/x");
+        assert_eq!(node(&mut rec).path, "/p");
         assert!(rec.try_recv().is_err());
         assert_eq!(r.len(), 2);
         let lists = r.lists();
         assert_eq!(lists.persistent, ["/p"]);
         assert_eq!(lists.recursive, ["/"]);
 
+        // A reconnect puts a Resync marker in every stream.
+        assert!(r.resync().is_empty());
+        assert_eq!(p.try_recv().unwrap(), PersistentEvent::Resync);
+        assert_eq!(rec.try_recv().unwrap(), PersistentEvent::Resync);
+
         // A dropped stream is found at the next event and reported for server-side cleanup.
         drop(p);
-        let dead = r.dispatch(&ev(EventType::NodeDataChanged, "/p"));
+        let dead = r.dispatch(&ev(EventType::NodeDataChanged, "/p"), 4);
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].1, "/p");
         assert_eq!(dead[0].2, WatchKind::Persistent);
         assert_eq!(r.len(), 1);
+        drop(rec);
+        assert_eq!(r.resync().len(), 1);
+        assert_eq!(r.len(), 0);
     }
 
     #[test]
@@ -494,18 +607,43 @@ mod tests {
         let mut c = oneshot_rx(r.add("/a", WatchKind::Child));
         let mut p = stream_rx(r.add("/a", WatchKind::Persistent));
         r.remove_all("/a", WatcherType::Data);
-        assert_eq!(
-            d.try_recv().unwrap().event_type,
-            EventType::DataWatchRemoved
-        );
+        assert_eq!(fired(&mut d).event_type, EventType::DataWatchRemoved);
         assert!(c.try_recv().is_err());
-        r.terminate(SessionState::Expired);
-        assert_eq!(c.try_recv().unwrap().state, SessionState::Expired);
-        assert_eq!(p.try_recv().unwrap().event_type, EventType::None);
+        r.terminate(&Error::SessionExpired);
+        assert_eq!(c.try_recv().unwrap(), Err(Error::SessionExpired));
+        assert_eq!(
+            p.try_recv().unwrap(),
+            PersistentEvent::Ended(Error::SessionExpired)
+        );
         assert!(matches!(
             p.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_refused_rearm_ends_exactly_the_watchers_it_named() {
+        let mut r = WatchRegistry::default();
+        let mut d = oneshot_rx(r.add("/a", WatchKind::Data));
+        let mut c = oneshot_rx(r.add("/a", WatchKind::Child));
+        let mut p = stream_rx(r.add("/b", WatchKind::Recursive));
+        let mut other = oneshot_rx(r.add("/c", WatchKind::Data));
+        let lists = WatchLists {
+            data: vec!["/a".into()],
+            recursive: vec!["/b".into()],
+            ..WatchLists::default()
+        };
+        r.fail(&lists, &Error::NoAuth);
+        assert_eq!(d.try_recv().unwrap(), Err(Error::NoAuth));
+        assert_eq!(p.try_recv().unwrap(), PersistentEvent::Ended(Error::NoAuth));
+        assert!(
+            c.try_recv().is_err(),
+            "the child watch was not in the batch"
+        );
+        assert!(other.try_recv().is_err());
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.lists().child, ["/a"]);
+        assert!(r.path_is_free("/b"));
     }
 }

@@ -509,10 +509,10 @@ async fn watch(ctx: &Ctx) -> Result<WorkloadResult, BenchError> {
         set.map_err(|e| BenchError::client("the write that fires the watches", e))?;
         let mut last = started;
         for (ev, at) in &times {
-            if ev.event_type != EventType::NodeDataChanged {
+            let ty = ev.as_ref().map(|e| e.event_type);
+            if ty != Ok(EventType::NodeDataChanged) {
                 return Err(BenchError::Protocol(format!(
-                    "a watcher got {:?} instead of NodeDataChanged",
-                    ev.event_type
+                    "a watcher got {ty:?} instead of NodeDataChanged"
                 )));
             }
             last = last.max(*at);
@@ -633,10 +633,10 @@ async fn expiry(ctx: &Ctx) -> Result<WorkloadResult, BenchError> {
                     after: round_bound,
                 })?;
             let Some((ev, at)) = next else { break };
-            if ev.event_type != EventType::NodeDeleted {
+            let ty = ev.map(|e| e.event_type);
+            if ty != Ok(EventType::NodeDeleted) {
                 return Err(BenchError::Protocol(format!(
-                    "an ephemeral's watcher got {:?} instead of NodeDeleted",
-                    ev.event_type
+                    "an ephemeral's watcher got {ty:?} instead of NodeDeleted"
                 )));
             }
             lat.record(at - killed);
