@@ -8,6 +8,7 @@
 //! guard closes, so servers shared by a whole test binary die with it, even on a panic.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod curator;
 pub mod proxy;
 
 use std::future::Future;
