@@ -30,6 +30,7 @@ mod feed;
 mod multi;
 pub mod names;
 mod protected;
+pub mod recipes;
 pub mod resolve;
 mod retry;
 mod session;

@@ -27,11 +27,24 @@ impl Client {
             return Either::Left(self.create_once(path, data, options, with_stat));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        Either::Right(self.create_protected(path, data, options, with_stat, &id))
+    }
+
+    /// A protected create with the protected id `id` (the recipes choose it, so that a
+    /// cancelled acquire can find its node by the prefix): `parent/_c_<id>-name`.
+    pub(crate) fn create_protected(
+        &self,
+        path: &str,
+        data: &[u8],
+        options: &CreateOptions,
+        with_stat: bool,
+        id: &str,
+    ) -> impl Future<Output = Result<(String, Option<Stat>)>> + Send + 'static {
         let (parent, name) = match path.rfind('/') {
             Some(i) => (&path[..i.max(1)], &path[i + 1..]),
             None => ("/", path),
         };
-        let prefix = protected_prefix(&id);
+        let prefix = protected_prefix(id);
         let target = match parent {
             "/" => format!("/{prefix}{name}"),
             _ => format!("{parent}/{prefix}{name}"),
@@ -44,7 +57,7 @@ impl Client {
         let this = self.clone();
         let data = data.to_vec();
         let parent = parent.to_owned();
-        Either::Right(async move {
+        async move {
             let policy = RetryPolicy::default();
             let mut result = first.await;
             for _ in 1..policy.max_attempts() {
@@ -64,7 +77,7 @@ impl Client {
                 result = this.create_once(&target, &data, &options, with_stat).await;
             }
             result
-        })
+        }
     }
 
     /// The child of `parent` whose name starts with `prefix`, with its Stat, or `None`. An
