@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::join;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::names::{protected_prefix, sequence_number, sort_by_sequence, strip_protected};
+use crate::names::{protected_prefix, sequence_number, sort_by_sequence};
 use crate::retry::RetryPolicy;
 use crate::types::CreateOptions;
 
@@ -192,7 +192,10 @@ pub(crate) enum Turn {
     Wait(String),
 }
 
-/// The queue under `dir`: the children carrying one of `lock_names`, sorted by sequence.
+/// The queue under `dir`: the sequential children whose name contains one of `lock_names`,
+/// sorted by sequence. "Contains", as Curator's `fixForSorting` reads names: so nodes of other
+/// clients with the same lock name after a prefix of their own (kazoo's `<hex>-lock-<seq>` when
+/// it is given Curator's name) queue too.
 pub(crate) async fn sorted_queue(
     client: &Client,
     dir: &str,
@@ -202,10 +205,7 @@ pub(crate) async fn sorted_queue(
         .get_children(dir)
         .await?
         .into_iter()
-        .filter(|c| {
-            let bare = strip_protected(c);
-            lock_names.iter().any(|n| bare.starts_with(n)) && sequence_number(c).is_some()
-        })
+        .filter(|c| lock_names.iter().any(|n| c.contains(n)) && sequence_number(c).is_some())
         .collect();
     sort_by_sequence(&mut children);
     Ok(children)
