@@ -569,3 +569,65 @@ async fn barriers_and_double_barriers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn every_recipe_survives_a_connection_drop_during_acquire() {
+    each_server("drop-during-acquire", |kind, addr| async move {
+        let proxy = Proxy::start(addr).await;
+        let c = Client::builder(&proxy.addr.to_string())
+            .session_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap();
+        let observer = connect(addr).await;
+        // Replies are swallowed while the acquire runs, then the connection drops: the acquire
+        // must finish on the next connection with exactly one node of its own.
+        async fn cut(proxy: &Proxy) {
+            proxy.hold_replies();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            proxy.drop_all();
+            proxy.restore();
+        }
+
+        let rw_path = unique_root("drop-rw");
+        let rw = RwLock::new(&c, &rw_path);
+        let (w, ()) = tokio::join!(rw.write(), cut(&proxy));
+        let w = w.unwrap();
+        assert_eq!(children(&observer, &rw_path).await.len(), 1, "{kind:?}");
+        w.release().await.unwrap();
+
+        let sem_path = unique_root("drop-sem");
+        let sem = Semaphore::new(&c, &sem_path, 1);
+        let (lease, ()) = tokio::join!(sem.acquire(), cut(&proxy));
+        let lease = lease.unwrap();
+        let leases = children(&observer, &format!("{sem_path}/leases")).await;
+        assert_eq!(leases.len(), 1, "{kind:?}: {leases:?}");
+        lease.release().await.unwrap();
+
+        let latch_path = unique_root("drop-latch");
+        let mut latch = LeaderLatch::start(&c, &latch_path, "only");
+        let (fence, ()) = tokio::join!(
+            async { bounded("leadership", latch.await_leadership()).await },
+            cut(&proxy)
+        );
+        assert!(fence.unwrap().token() > 0);
+        // Leadership may have been dropped at Suspended and retaken: it settles with one node.
+        eventually(WAIT, "one latch node, leading", || {
+            let (o, p) = (observer.clone(), latch_path.clone());
+            let leading = latch.has_leadership();
+            async move { leading && children(&o, &p).await.len() == 1 }
+        })
+        .await;
+        latch.close().await.unwrap();
+
+        let d_path = unique_root("drop-double");
+        let member = DoubleBarrier::new(&c, &d_path, 1);
+        let (entered, ()) = tokio::join!(member.enter(Some(WAIT)), cut(&proxy));
+        assert!(entered.unwrap());
+        assert!(member.leave(Some(WAIT)).await.unwrap());
+        assert!(children(&observer, &d_path).await.is_empty());
+        c.close().await.unwrap();
+        observer.close().await.unwrap();
+    })
+    .await;
+}

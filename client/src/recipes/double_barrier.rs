@@ -6,10 +6,11 @@ use std::time::Duration;
 use rookery_proto::CreateMode;
 use tokio::time::Instant;
 
-use super::join;
 use super::queue::ensure_containers;
+use super::{join, retried};
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 use crate::types::CreateOptions;
 use crate::watcher::OneshotWatcher;
 
@@ -60,17 +61,21 @@ impl DoubleBarrier {
     pub async fn enter(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let ready = join(&self.path, READY);
-        let (ready_stat, mut ready_watch) = self.client.exists_watched(&ready).await?;
+        let (ready_stat, mut ready_watch) = retried(|| self.client.exists_watched(&ready)).await?;
         let member = self.member_path();
-        let create = || {
-            self.client
-                .create(&member, b"", &CreateOptions::new(CreateMode::Ephemeral))
+        // The member's name is unique: NodeExists after a lost reply means it is ours.
+        let create = || async {
+            let options = CreateOptions::new(CreateMode::Ephemeral);
+            match self.client.create(&member, b"", &options).await {
+                Ok(_) | Err(Error::NodeExists) => Ok(()),
+                Err(e) => Err(e),
+            }
         };
-        match create().await {
-            Ok(_) => {}
+        match RetryPolicy::default().run_idempotent(create).await {
+            Ok(()) => {}
             Err(Error::NoNode) => {
                 ensure_containers(&self.client, &self.path).await?;
-                create().await?;
+                RetryPolicy::default().run_idempotent(create).await?;
             }
             Err(e) => return Err(e),
         }
@@ -80,22 +85,23 @@ impl DoubleBarrier {
         // Re-counted after every wake-up: a spurious one must not let a member through (the
         // bug behind Curator's GH-1290).
         loop {
-            let members = self.client.get_children(&self.path).await?;
+            let members = retried(|| self.client.get_children(&self.path)).await?;
             let count = members.iter().filter(|m| *m != READY).count();
             if count >= self.count || members.iter().any(|m| m == READY) {
-                match self
-                    .client
-                    .create(&ready, b"", &CreateOptions::persistent())
-                    .await
-                {
-                    Ok(_) | Err(Error::NodeExists) => return Ok(true),
-                    Err(e) => return Err(e),
-                }
+                let create = || async {
+                    let options = CreateOptions::persistent();
+                    match self.client.create(&ready, b"", &options).await {
+                        Ok(_) | Err(Error::NodeExists) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                };
+                RetryPolicy::default().run_idempotent(create).await?;
+                return Ok(true);
             }
             if !wait(ready_watch, deadline).await? {
                 return Ok(false);
             }
-            let (stat, w) = self.client.exists_watched(&ready).await?;
+            let (stat, w) = retried(|| self.client.exists_watched(&ready)).await?;
             if stat.is_some() {
                 return Ok(true);
             }
@@ -117,7 +123,7 @@ impl DoubleBarrier {
         let mut ours_should_exist = true;
         let mut result = true;
         loop {
-            let mut members = match self.client.get_children(&self.path).await {
+            let mut members = match retried(|| self.client.get_children(&self.path)).await {
                 Ok(m) => m,
                 Err(Error::NoNode) => Vec::new(),
                 Err(e) => return Err(e),
@@ -140,10 +146,10 @@ impl DoubleBarrier {
             let watch = if ours == Some(0) {
                 // The lowest waits for the highest to go.
                 let highest = join(&self.path, &members[members.len() - 1]);
-                self.client.exists_watched(&highest).await?
+                retried(|| self.client.exists_watched(&highest)).await?
             } else {
                 let lowest = join(&self.path, &members[0]);
-                let w = self.client.exists_watched(&lowest).await?;
+                let w = retried(|| self.client.exists_watched(&lowest)).await?;
                 if ours_should_exist {
                     self.delete_ours().await?;
                     ours_should_exist = false;
@@ -157,19 +163,24 @@ impl DoubleBarrier {
                 }
             }
         }
-        match self.client.delete(&join(&self.path, READY), None).await {
-            Ok(()) | Err(Error::NoNode) => {}
-            Err(e) => return Err(e),
-        }
+        delete_idempotent(&self.client, &join(&self.path, READY)).await?;
         Ok(result)
     }
 
     async fn delete_ours(&self) -> Result<()> {
-        match self.client.delete(&self.member_path(), None).await {
+        delete_idempotent(&self.client, &self.member_path()).await
+    }
+}
+
+/// Deletes `path`, retried; `NoNode` (already gone, or deleted by a lost try) is success.
+async fn delete_idempotent(client: &Client, path: &str) -> Result<()> {
+    let delete = || async {
+        match client.delete(path, None).await {
             Ok(()) | Err(Error::NoNode) => Ok(()),
             Err(e) => Err(e),
         }
-    }
+    };
+    RetryPolicy::default().run_idempotent(delete).await
 }
 
 /// Waits for `watch` until `deadline`: `Ok(false)` on the deadline.

@@ -104,7 +104,7 @@ impl Holding {
         events: SessionEvents,
         policy: LossPolicy,
     ) -> Result<Self, Error> {
-        let (stat, watch) = client.exists_watched(&fence.path).await?;
+        let (stat, watch) = super::retried(|| client.exists_watched(&fence.path)).await?;
         let mut h = Holding {
             client: client.clone(),
             fence,

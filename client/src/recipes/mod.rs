@@ -51,6 +51,16 @@ pub use multi_lock::{MultiLock, MultiLockGuard};
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 
+/// Runs a read (or another request safe to repeat as is) under the default retry policy: a
+/// connection loss during a recipe waits for the next connection instead of failing it.
+pub(crate) async fn retried<T, F, Fut>(op: F) -> crate::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    crate::RetryPolicy::default().run(op).await
+}
+
 /// `dir/name`, for a `dir` that may be `/`.
 pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir == "/" {

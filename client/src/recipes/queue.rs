@@ -10,7 +10,7 @@
 use rookery_proto::{CreateMode, Stat};
 use tokio::time::Instant;
 
-use super::join;
+use super::{join, retried};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::names::{protected_prefix, sequence_number, sort_by_sequence};
@@ -34,13 +34,15 @@ pub(crate) async fn ensure_containers(client: &Client, path: &str) -> Result<()>
     while at < path.len() {
         let next = path[at + 1..].find('/').map_or(path.len(), |i| at + 1 + i);
         let prefix = &path[..next];
-        match client
-            .create(prefix, b"", &CreateOptions::new(CreateMode::Container))
-            .await
-        {
-            Ok(_) | Err(Error::NodeExists) => {}
-            Err(e) => return Err(e),
-        }
+        // NodeExists is success, so a create whose reply was lost may run again.
+        let create = || async {
+            let options = CreateOptions::new(CreateMode::Container);
+            match client.create(prefix, b"", &options).await {
+                Ok(_) | Err(Error::NodeExists) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        RetryPolicy::default().run_idempotent(create).await?;
         at = next;
     }
     Ok(())
@@ -201,8 +203,7 @@ pub(crate) async fn sorted_queue(
     dir: &str,
     lock_names: &[&str],
 ) -> Result<Vec<String>> {
-    let mut children: Vec<String> = client
-        .get_children(dir)
+    let mut children: Vec<String> = retried(|| client.get_children(dir))
         .await?
         .into_iter()
         .filter(|c| lock_names.iter().any(|n| c.contains(n)) && sequence_number(c).is_some())
@@ -230,7 +231,7 @@ pub(crate) async fn wait_for_turn(
             return Ok(true);
         };
         // getData rather than exists: no watch is left on a node that is already gone.
-        let watch = match client.get_data_watched(&join(dir, &before)).await {
+        let watch = match retried(|| client.get_data_watched(&join(dir, &before))).await {
             Ok((_, _, w)) => w,
             Err(Error::NoNode) => continue,
             Err(e) => return Err(e),

@@ -149,7 +149,8 @@ impl Semaphore {
         .await?;
         cleanup.created(&node.path);
         loop {
-            let (children, watch) = self.client.get_children_watched(&self.leases).await?;
+            let (children, watch) =
+                super::retried(|| self.client.get_children_watched(&self.leases)).await?;
             if !children.contains(&node.name) {
                 // Our lease went with the session.
                 return Err(Error::NoNode);
