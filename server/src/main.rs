@@ -9,6 +9,7 @@ use rookery_server::Config;
 use tokio_util::sync::CancellationToken;
 
 mod bench_cli;
+mod recipe_cli;
 
 /// Rookery: a ZooKeeper-compatible coordination service.
 #[derive(Parser)]
@@ -37,6 +38,12 @@ enum Command {
     /// ZooKeeper and Rookery and compare them (`bench compare`).
     #[command(args_conflicts_with_subcommands = true)]
     Bench(Box<bench_cli::BenchCmd>),
+    /// Run a command while holding a distributed lock, or hold it until stdin closes
+    /// (`lock PATH [--timeout D] [-- COMMAND [ARGS...]]`).
+    Lock(recipe_cli::LockCmd),
+    /// Join a leader election and print each change of leader; run a command while leader
+    /// (`elect PATH PROPOSAL [-- COMMAND [ARGS...]]`).
+    Elect(recipe_cli::ElectCmd),
     /// Print and verify log segments, snapshots or a whole data directory.
     #[command(args_conflicts_with_subcommands = true)]
     Inspect {
@@ -69,6 +76,8 @@ fn main() -> anyhow::Result<()> {
     // The benchmark opens thousands of sessions: the client's per-session lines are noise there.
     let default_filter = match cli.command {
         Command::Bench(_) => "info,rookery_client=warn",
+        // A script's stderr is for what happened to its lock or election, not per-session lines.
+        Command::Lock(_) | Command::Elect(_) => "info,rookery_client=warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -85,6 +94,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Bench(cmd) => bench_cli::run(*cmd),
+        Command::Lock(cmd) => std::process::exit(recipe_cli::lock(cmd)),
+        Command::Elect(cmd) => std::process::exit(recipe_cli::elect(cmd)),
         Command::Inspect { what, dir, log_dir } => {
             let backend = rookery_server::storage::FileBackend;
             let mut out = String::new();
