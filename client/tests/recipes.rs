@@ -238,6 +238,35 @@ async fn an_acquire_dropped_at_any_point_leaves_no_node() {
         // And the lock is free for the next.
         let g = bounded("the lock", lock.acquire()).await.unwrap();
         g.release().await.unwrap();
+
+        // A semaphore has two nodes per acquire (the gate's and the lease): neither stays.
+        let sem_path = unique_root("cancel-sem");
+        let held = Semaphore::new(&holder_client, &sem_path, 1)
+            .acquire()
+            .await
+            .unwrap();
+        let sem = Semaphore::new(&c, &sem_path, 1);
+        for polls in 0..16 {
+            let mut acquire = Box::pin(sem.acquire());
+            for _ in 0..polls {
+                let _ = futures::poll!(acquire.as_mut());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            drop(acquire);
+        }
+        let (leases, gate) = (format!("{sem_path}/leases"), format!("{sem_path}/locks"));
+        eventually(WAIT, "the cancelled semaphore nodes to go", || {
+            let (o, l, g) = (holder_client.clone(), leases.clone(), gate.clone());
+            async move { children(&o, &l).await.len() == 1 && children(&o, &g).await.is_empty() }
+        })
+        .await;
+        held.release().await.unwrap();
+        bounded("the lease", sem.acquire())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
         c.close().await.unwrap();
         holder_client.close().await.unwrap();
     })

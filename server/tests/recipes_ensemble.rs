@@ -1,6 +1,7 @@
 //! The recipes on a real 3-member Rookery ensemble while its leader member is killed: locks
 //! held and contended through the failover never have two holders, their fencing tokens only
-//! grow, and leader latches end with exactly one leader.
+//! grow, a semaphore of two never has three holders, and leader latches end with exactly one
+//! leader.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ensemble::{Ensemble, Options};
-use rookery_client::recipes::{LeaderLatch, Lock};
+use rookery_client::recipes::{LeaderLatch, Lock, Semaphore};
 use rookery_client::Client;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -86,6 +87,41 @@ async fn locks_and_latches_stay_safe_when_the_leader_member_is_killed() {
         }));
     }
 
+    // A semaphore of two leases among the same three clients.
+    let lease_holders = Arc::new(AtomicUsize::new(0));
+    let over = Arc::new(AtomicBool::new(false));
+    let leased = Arc::new(AtomicUsize::new(0));
+    for c in &clients {
+        let sem = Semaphore::new(c, "/recipes/semaphore", 2);
+        let (holders, over, leased, stop) = (
+            lease_holders.clone(),
+            over.clone(),
+            leased.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let mut lease = match sem.try_acquire(Duration::from_secs(2)).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) | Err(_) => continue,
+                };
+                if lease.is_lost() {
+                    continue;
+                }
+                if holders.fetch_add(1, Ordering::SeqCst) >= 2 {
+                    over.store(true, Ordering::SeqCst);
+                }
+                leased.fetch_add(1, Ordering::SeqCst);
+                tokio::select! {
+                    _ = lease.lost() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+                holders.fetch_sub(1, Ordering::SeqCst);
+                let _ = lease.release().await;
+            }
+        }));
+    }
+
     // And three latches.
     let latches: Vec<LeaderLatch> = clients
         .iter()
@@ -105,11 +141,16 @@ async fn locks_and_latches_stay_safe_when_the_leader_member_is_killed() {
     ens.kill(leader);
     let killed = std::time::Instant::now();
     let before = acquired.load(Ordering::SeqCst);
+    let leased_before = leased.load(Ordering::SeqCst);
     eventually(
         SETTLE,
         "the lock to change hands after the failover",
         || acquired.load(Ordering::SeqCst) >= before + 20,
     )
+    .await;
+    eventually(SETTLE, "leases to be taken after the failover", || {
+        leased.load(Ordering::SeqCst) >= leased_before + 10
+    })
     .await;
     eprintln!(
         "20 more holders {:?} after the leader was killed ({} holders in all so far)",
@@ -135,6 +176,10 @@ async fn locks_and_latches_stay_safe_when_the_leader_member_is_killed() {
     assert!(
         !overlap.load(Ordering::SeqCst),
         "two holders of the lock at once"
+    );
+    assert!(
+        !over.load(Ordering::SeqCst),
+        "more than two leases of the semaphore at once"
     );
     let tokens = tokens.lock().unwrap().clone();
     assert!(
