@@ -44,6 +44,11 @@ pub enum Error {
         /// The limit in force.
         limit: usize,
     },
+    /// A recipe was asked to acquire through a handle that holds it already ([`crate::recipes`]
+    /// are not re-entrant): refused at once rather than waiting on itself forever. Use the
+    /// guard you have, or release it first.
+    #[error("already held through this handle (recipes are not re-entrant)")]
+    AlreadyHeld,
     /// An argument was refused before anything was sent (an invalid path, connect string or
     /// TLS setting).
     #[error("invalid argument: {0}")]
@@ -215,7 +220,8 @@ impl Error {
             Error::ClientClosed
             | Error::InvalidArgument(_)
             | Error::Protocol(_)
-            | Error::TooManyRequests { .. } => return None,
+            | Error::TooManyRequests { .. }
+            | Error::AlreadyHeld => return None,
             Error::Timeout(_) => ErrorCode::OperationTimeout,
             Error::MultiFailed { source, .. } => return source.code(),
             Error::NoNode => ErrorCode::NoNode,

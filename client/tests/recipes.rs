@@ -322,14 +322,20 @@ async fn read_write_locks_semaphores_and_multi_locks() {
         let (ra, rb) = (RwLock::new(&a, &rw_path), RwLock::new(&b, &rw_path));
         let r1 = ra.read().await.unwrap();
         let r2 = rb.read().await.unwrap();
-        assert!(ra
+        // Not re-entrant: an upgrade through the reader's handle is refused at once.
+        assert_eq!(
+            ra.try_write(Duration::from_secs(5)).await.unwrap_err(),
+            Error::AlreadyHeld
+        );
+        let rc = RwLock::new(&a, &rw_path);
+        assert!(rc
             .try_write(Duration::from_millis(100))
             .await
             .unwrap()
             .is_none());
         let writer = tokio::spawn({
-            let ra = ra.clone();
-            async move { ra.write().await }
+            let rc = rc.clone();
+            async move { rc.write().await }
         });
         eventually(WAIT, "the writer to queue", || {
             let (o, p) = (b.clone(), rw_path.clone());
@@ -337,7 +343,8 @@ async fn read_write_locks_semaphores_and_multi_locks() {
         })
         .await;
         assert!(
-            rb.try_read(Duration::from_millis(100))
+            RwLock::new(&b, &rw_path)
+                .try_read(Duration::from_millis(100))
                 .await
                 .unwrap()
                 .is_none(),
@@ -657,6 +664,239 @@ async fn every_recipe_survives_a_connection_drop_during_acquire() {
         assert!(children(&observer, &d_path).await.is_empty());
         c.close().await.unwrap();
         observer.close().await.unwrap();
+    })
+    .await;
+}
+
+// === pitfalls of `recipes-anchors.md` section 3, by number ===
+
+#[tokio::test]
+async fn waiters_watch_only_their_predecessor_and_follow_a_leaving_one() {
+    each_server("pitfalls-queue", |kind, addr| async move {
+        let path = unique_root("queue");
+        let clients: Vec<Client> = futures::future::join_all((0..4).map(|_| connect(addr))).await;
+        let holder = Lock::new(&clients[0], &path).acquire().await.unwrap();
+        // Three waiters, queued in order.
+        let mut waiters = Vec::new();
+        for (i, c) in clients.iter().enumerate().skip(1) {
+            let lock = Lock::new(c, &path);
+            waiters.push(tokio::spawn(async move { lock.acquire().await }));
+            eventually(WAIT, "the waiter to queue", || {
+                let (o, p) = (clients[0].clone(), path.clone());
+                async move { children(&o, &p).await.len() == i + 1 }
+            })
+            .await;
+        }
+        let queue = Lock::new(&clients[0], &path).participants().await.unwrap();
+        let node = |i: usize| format!("{path}/{}", queue[i]);
+        // 9. No herd: waiter i watches node i-1 and no other contender's node.
+        for i in 1..4 {
+            eventually(WAIT, "the waiter's watch", || {
+                let (c, n) = (clients[i].clone(), node(i - 1));
+                async move {
+                    c.check_watches(&n, rookery_client::WatcherType::Data)
+                        .await
+                        .is_ok()
+                }
+            })
+            .await;
+            // ZooKeeper 3.8.0's checkWatches answers OK for paths this session does not
+            // watch, so only Rookery's answer tells the absence of a watch.
+            if kind != Kind::Rookery {
+                continue;
+            }
+            for j in (0..i - 1).chain(i + 1..4) {
+                assert_eq!(
+                    clients[i]
+                        .check_watches(&node(j), rookery_client::WatcherType::Data)
+                        .await,
+                    Err(Error::NoWatcher),
+                    "{kind:?}: waiter {i} watches node {j}"
+                );
+            }
+        }
+        // 10. The middle waiter leaves: the last one re-lists and waits on the holder, without
+        // taking the lock.
+        waiters.remove(0).abort();
+        clients[1].close().await.unwrap();
+        eventually(WAIT, "the last waiter to watch the new predecessor", || {
+            let (c, n) = (clients[3].clone(), node(2));
+            async move {
+                c.check_watches(&n, rookery_client::WatcherType::Data)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        // 7. Our own node deleted while waiting: the waiter fails at once.
+        clients[0].delete(&node(3), None).await.unwrap();
+        let last = waiters.pop().unwrap();
+        assert_eq!(
+            bounded("the orphaned waiter", last)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            Error::NoNode,
+            "{kind:?}"
+        );
+        holder.release().await.unwrap();
+        let next = bounded("the remaining waiter", waiters.pop().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(next.path().ends_with(&queue[2]));
+        next.release().await.unwrap();
+        for c in clients
+            .into_iter()
+            .skip(2)
+            .chain(std::iter::once(connect(addr).await))
+        {
+            c.close().await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reentry_is_refused_close_unblocks_waiters_and_multi_locks_give_back() {
+    each_server("pitfalls-misc", |kind, addr| async move {
+        let a = connect(addr).await;
+        let b = connect(addr).await;
+        // 17. Re-entry through the same handle fails at once, a second handle contends.
+        let path = unique_root("reentry");
+        let lock = Lock::new(&a, &path);
+        let g = lock.acquire().await.unwrap();
+        assert_eq!(lock.acquire().await.unwrap_err(), Error::AlreadyHeld);
+        assert_eq!(
+            lock.clone().try_acquire(WAIT).await.unwrap_err(),
+            Error::AlreadyHeld
+        );
+        assert!(Lock::new(&a, &path)
+            .try_acquire(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_none());
+
+        // 19. A multi-lock whose last lock is held elsewhere times out and gives back the rest.
+        let (p1, p2) = (unique_root("ml-1"), unique_root("ml-2"));
+        let ml = MultiLock::new(&b, &[&p1, &p2, &path]);
+        assert!(ml
+            .try_acquire(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none());
+        for p in [&p1, &p2] {
+            eventually(WAIT, "the multi-lock to give back", || {
+                let (o, p) = (a.clone(), p.to_string());
+                async move { children(&o, &p).await.is_empty() }
+            })
+            .await;
+        }
+
+        // 39. Closing the client ends a waiter at once with a terminal error.
+        let waiter = tokio::spawn({
+            let lock = Lock::new(&b, &path);
+            async move { lock.acquire().await }
+        });
+        eventually(WAIT, "the waiter to queue", || {
+            let (o, p) = (a.clone(), path.clone());
+            async move { children(&o, &p).await.len() == 2 }
+        })
+        .await;
+        b.close().await.unwrap();
+        let err = bounded("the waiter after close", waiter)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is_session_terminated(), "{kind:?}: {err:?}");
+        drop(g);
+        eventually(WAIT, "the lock to be free", || {
+            let (o, p) = (a.clone(), path.clone());
+            async move { children(&o, &p).await.is_empty() }
+        })
+        .await;
+        a.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_partitioned_latch_leader_steps_down_before_another_leads() {
+    each_server("pitfalls-latch", |kind, addr| async move {
+        let path = unique_root("latch-partition");
+        let proxy = Proxy::start(addr).await;
+        let cut = Client::builder(&proxy.addr.to_string())
+            .session_timeout(Duration::from_secs(4))
+            .connect()
+            .await
+            .unwrap();
+        let stays = connect(addr).await;
+        let mut first = LeaderLatch::start(&cut, &path, "cut");
+        bounded("the first leader", first.await_leadership())
+            .await
+            .unwrap();
+        let mut second = LeaderLatch::start(&stays, &path, "stays");
+        eventually(WAIT, "the second latch to join", || {
+            let p = second.participants();
+            async move { p.await.unwrap().len() == 2 }
+        })
+        .await;
+        // 20. Cut off: the old leader reports NotLeader at Suspended, long before the servers
+        // expire its session and the new leader is granted.
+        let mut states = first.states();
+        proxy.blackhole();
+        let stepped_down = tokio::time::Instant::now();
+        bounded("the old leader to step down", async {
+            while states.borrow_and_update().clone() != LatchState::NotLeader {
+                states.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(!second.has_leadership(), "{kind:?}: two leaders");
+        bounded("the new leader", second.await_leadership())
+            .await
+            .unwrap();
+        assert!(
+            stepped_down.elapsed() >= Duration::from_secs(1),
+            "the new leader waited for the old session"
+        );
+        assert!(!first.has_leadership());
+        second.close().await.unwrap();
+        drop(first);
+        stays.close().await.unwrap();
+        let _ = cut.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_election_requeues_after_each_leadership() {
+    each_server("pitfalls-requeue", |_kind, addr| async move {
+        let path = unique_root("requeue");
+        let c = connect(addr).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let election = LeaderElection::new(&c, &path, "again").auto_requeue(true);
+        let counted = runs.clone();
+        let run = election.run(move |_| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        // 22. Each leadership ends when the task returns, and the participant queues again.
+        let _ = tokio::time::timeout(Duration::from_millis(500), run).await;
+        assert!(
+            runs.load(Ordering::SeqCst) >= 2,
+            "{} runs",
+            runs.load(Ordering::SeqCst)
+        );
+        // Dropping the run gave up the place in the queue.
+        eventually(WAIT, "no node left", || {
+            let (o, p) = (c.clone(), path.clone());
+            async move { children(&o, &p).await.is_empty() }
+        })
+        .await;
+        c.close().await.unwrap();
     })
     .await;
 }

@@ -292,8 +292,14 @@ async fn semaphores_read_write_locks_and_barriers_are_shared_with_curator() {
             "false"
         );
         peer.ok("rw-read-release r").await;
+        assert_eq!(
+            rw.try_write(SHORT).await.unwrap_err(),
+            rookery_client::Error::AlreadyHeld,
+            "no upgrade"
+        );
+        let other = RwLock::new(&c, &rw_path);
         assert!(
-            rw.try_write(SHORT).await.unwrap().is_none(),
+            other.try_write(SHORT).await.unwrap().is_none(),
             "our own reader holds"
         );
         drop(r);

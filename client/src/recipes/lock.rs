@@ -1,5 +1,7 @@
 //! [`Lock`]: a fair distributed mutex, Curator's `InterProcessMutex` on the wire.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_proto::CreateMode;
@@ -41,6 +43,9 @@ pub struct Lock {
     data: Vec<u8>,
     policy: LossPolicy,
     lock_name: &'static str,
+    /// Guards alive from this handle and its clones (`None`: no re-entry check, for the
+    /// recipes' internal gates).
+    held: Option<Arc<AtomicUsize>>,
 }
 
 impl Lock {
@@ -52,7 +57,21 @@ impl Lock {
             data: Vec::new(),
             policy: LossPolicy::default(),
             lock_name: LOCK_NAME,
+            held: Some(Arc::default()),
         }
+    }
+
+    /// The lock without the re-entry check (a semaphore's gate is taken by concurrent
+    /// acquires of one handle).
+    pub(crate) fn without_reentry_check(mut self) -> Self {
+        self.held = None;
+        self
+    }
+
+    /// This lock sharing `other`'s re-entry count (the two sides of a read/write lock).
+    pub(crate) fn sharing_holds_with(mut self, other: &Lock) -> Self {
+        self.held = other.held.clone();
+        self
     }
 
     /// The lock with another node name (Curator's `LeaderSelector` and semaphore gates use
@@ -83,6 +102,8 @@ impl Lock {
     /// Waits for the lock.
     ///
     /// # Errors
+    /// [`Error::AlreadyHeld`] at once if a guard acquired through this handle (or a clone of
+    /// it) is still alive: the lock is not re-entrant, and waiting would wait on itself.
     /// [`Error::SessionExpired`] (or the other session errors) if the session ends while
     /// waiting; [`Error::NoNode`] if this contender's node vanished while it waited; the
     /// errors of `create` and `getChildren` on the lock's path.
@@ -133,6 +154,13 @@ impl Lock {
         names: &[&str],
         decide: impl Fn(&[String], usize) -> queue::Turn,
     ) -> Result<Option<LockGuard>> {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.load(Ordering::SeqCst) > 0)
+        {
+            return Err(Error::AlreadyHeld);
+        }
         // Subscribed first, so that a loss between the create and the hold is seen.
         let events = self.client.session_events();
         let generation = self.client.session_generation();
@@ -165,8 +193,13 @@ impl Lock {
         {
             return Ok(None);
         }
-        let guard = LockGuard::hold(&self.client, &node, generation, events, self.policy).await?;
+        let mut guard =
+            LockGuard::hold(&self.client, &node, generation, events, self.policy).await?;
         cleanup.disarm();
+        if let Some(held) = &self.held {
+            held.fetch_add(1, Ordering::SeqCst);
+            guard.held = Some(held.clone());
+        }
         Ok(Some(guard))
     }
 }
@@ -178,6 +211,8 @@ impl Lock {
 pub struct LockGuard {
     holding: Holding,
     released: bool,
+    /// The re-entry count of the handle it came from, given back on drop.
+    held: Option<Arc<AtomicUsize>>,
 }
 
 impl LockGuard {
@@ -201,6 +236,7 @@ impl LockGuard {
         Ok(LockGuard {
             holding,
             released: false,
+            held: None,
         })
     }
 
@@ -263,6 +299,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.fetch_sub(1, Ordering::SeqCst);
+        }
         if !self.released {
             delete_in_background(self.holding.client(), self.path().to_owned());
         }

@@ -27,8 +27,10 @@
 //!   cleanup is queued on the session at once (a delete, or a listing that finds the node by its
 //!   protected prefix), and a protected create makes a lost reply harmless.
 //!
-//! No recipe here is re-entrant: each acquire is a new contender, so acquiring a held [`Lock`]
-//! again from the same process waits like any other contender. Pass the guard instead.
+//! No recipe here is re-entrant. An acquire through a [`Lock`] or [`RwLock`] handle (or a
+//! clone of it) whose guard is still alive fails at once with
+//! [`Error::AlreadyHeld`](crate::Error::AlreadyHeld) instead of waiting on itself; separate
+//! handles are separate contenders, even in one process. Pass the guard instead.
 
 mod barrier;
 mod double_barrier;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::names::{protected_prefix, sequence_number, sort_by_sequence};
 use crate::retry::RetryPolicy;
 use crate::types::CreateOptions;
+use crate::watcher::OneshotWatcher;
 
 /// A contender's node.
 #[derive(Debug, Clone)]
@@ -222,6 +223,10 @@ pub(crate) async fn wait_for_turn(
     decide: impl Fn(&[String], usize) -> Turn,
     deadline: Option<Instant>,
 ) -> Result<bool> {
+    let ours = join(dir, our);
+    // Our own node is watched too, so that its deletion (an administrator, the session) ends
+    // the wait at once instead of leaving it behind a predecessor that never goes.
+    let mut own: Option<OneshotWatcher> = None;
     loop {
         let queue = sorted_queue(client, dir, lock_names).await?;
         let Some(index) = queue.iter().position(|c| c == our) else {
@@ -230,22 +235,38 @@ pub(crate) async fn wait_for_turn(
         let Turn::Wait(before) = decide(&queue, index) else {
             return Ok(true);
         };
+        if own.is_none() {
+            match retried(|| client.get_data_watched(&ours)).await {
+                Ok((_, _, w)) => own = Some(w),
+                Err(Error::NoNode) => return Err(Error::NoNode),
+                Err(e) => return Err(e),
+            }
+        }
         // getData rather than exists: no watch is left on a node that is already gone.
         let watch = match retried(|| client.get_data_watched(&join(dir, &before))).await {
             Ok((_, _, w)) => w,
             Err(Error::NoNode) => continue,
             Err(e) => return Err(e),
         };
-        match deadline {
-            Some(d) => match tokio::time::timeout_at(d, watch).await {
-                Err(_) => return Ok(false),
-                Ok(fired) => {
-                    fired?;
-                }
-            },
-            None => {
-                watch.await?;
+        let Some(own_watch) = own.as_mut() else {
+            continue;
+        };
+        let woke = async {
+            tokio::select! {
+                fired = watch => fired.map(|_| false),
+                fired = own_watch => fired.map(|_| true),
             }
+        };
+        let own_fired = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, woke).await {
+                Err(_) => return Ok(false),
+                Ok(fired) => fired?,
+            },
+            None => woke.await?,
+        };
+        if own_fired {
+            // Deleted (the listing says so) or changed (watch again).
+            own = None;
         }
     }
 }

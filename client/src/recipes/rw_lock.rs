@@ -20,7 +20,10 @@ const WRITE: &str = "__WRIT__";
 /// Writers queue as `_c_<uuid>-__WRIT__<seq>` and behave as a [`Lock`]; readers queue as
 /// `_c_<uuid>-__READ__<seq>` and hold as soon as no writer is ahead of them, waiting for the
 /// first writer otherwise (Curator's `readLockPredicate`). Fair: a waiting writer keeps later
-/// readers out. No upgrade and no downgrade (each acquire is a new contender).
+/// readers out. Not re-entrant: while a guard of this handle (or a clone) lives, another
+/// acquire through it fails with [`Error::AlreadyHeld`] at once, so an upgrade from read to
+/// write (or a downgrade) is refused instead of deadlocking. Take several read locks through
+/// separate handles.
 #[derive(Debug, Clone)]
 pub struct RwLock {
     read: Lock,
@@ -30,10 +33,11 @@ pub struct RwLock {
 impl RwLock {
     /// A read/write lock on `path`.
     pub fn new(client: &Client, path: &str) -> Self {
-        RwLock {
-            read: Lock::new(client, path).with_lock_name(READ),
-            write: Lock::new(client, path).with_lock_name(WRITE),
-        }
+        let read = Lock::new(client, path).with_lock_name(READ);
+        let write = Lock::new(client, path)
+            .with_lock_name(WRITE)
+            .sharing_holds_with(&read);
+        RwLock { read, write }
     }
 
     /// When guards count as lost (default [`LossPolicy::SuspendedIsLost`]).

@@ -40,7 +40,7 @@ impl Semaphore {
         Semaphore {
             client: client.clone(),
             leases: join(path, "leases"),
-            gate: Lock::new(client, &join(path, "locks")),
+            gate: Lock::new(client, &join(path, "locks")).without_reentry_check(),
             max_leases: max_leases.max(1),
             data: Vec::new(),
             policy: LossPolicy::default(),
