@@ -690,6 +690,7 @@ async fn waiters_watch_only_their_predecessor_and_follow_a_leaving_one() {
         let queue = Lock::new(&clients[0], &path).participants().await.unwrap();
         let node = |i: usize| format!("{path}/{}", queue[i]);
         // 9. No herd: waiter i watches node i-1 and no other contender's node.
+        #[allow(clippy::needless_range_loop)] // i names a waiter and its node alike
         for i in 1..4 {
             eventually(WAIT, "the waiter's watch", || {
                 let (c, n) = (clients[i].clone(), node(i - 1));
