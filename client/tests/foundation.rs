@@ -328,3 +328,19 @@ async fn a_protected_create_whose_reply_is_lost_finds_its_node() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connect_returns_with_the_session_facts_in_place() {
+    each_server("connect-facts", |kind, addr| async move {
+        // The state used to be published before the session id and generation: a recipe
+        // started right after connect() then saw generation 0 and failed.
+        for _ in 0..40 {
+            let c = connect(addr).await;
+            assert_ne!(c.session_id(), 0, "{kind:?}");
+            assert_eq!(c.session_generation(), 1, "{kind:?}");
+            assert!(c.session_timeout().is_some());
+            c.close().await.unwrap();
+        }
+    })
+    .await;
+}

@@ -256,13 +256,8 @@ pub(crate) async fn run(
                     _ => {}
                 }
             }
-            // Publish what changed.
-            let state = session.state();
-            state_tx.send_if_modified(|s| {
-                let changed = *s != state;
-                *s = state;
-                changed
-            });
+            // Publish what changed: the facts first, then the state, so that whoever wakes on
+            // the state (connect() among them) reads the session id and generation it goes with.
             if let Ok(mut sh) = shared.lock() {
                 let i = &mut sh.info;
                 if i.session_id != session.session_id() || i.password != session.password() {
@@ -278,6 +273,12 @@ pub(crate) async fn run(
                     sh.publish(event);
                 }
             }
+            let state = session.state();
+            state_tx.send_if_modified(|s| {
+                let changed = *s != state;
+                *s = state;
+                changed
+            });
             if session.session_id() != recorded_id {
                 recorded_id = session.session_id();
                 tracing::Span::current()
