@@ -82,16 +82,8 @@ impl Barrier {
                 Err(e) if e.is_retryable() => continue,
                 Err(e) => return Err(e),
             };
-            match deadline {
-                Some(d) => match tokio::time::timeout_at(d, watch).await {
-                    Err(_) => return Ok(false),
-                    Ok(fired) => {
-                        fired?;
-                    }
-                },
-                None => {
-                    watch.await?;
-                }
+            if !super::until(watch, deadline).await? {
+                return Ok(false);
             }
         }
     }

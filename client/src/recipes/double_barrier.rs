@@ -7,12 +7,11 @@ use rookery_proto::CreateMode;
 use tokio::time::Instant;
 
 use super::queue::ensure_containers;
-use super::{join, retried};
+use super::{join, retried, until};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 use crate::types::CreateOptions;
-use crate::watcher::OneshotWatcher;
 
 /// Curator's ready node.
 const READY: &str = "ready";
@@ -98,7 +97,7 @@ impl DoubleBarrier {
                 RetryPolicy::default().run_idempotent(create).await?;
                 return Ok(true);
             }
-            if !wait(ready_watch, deadline).await? {
+            if !until(ready_watch, deadline).await? {
                 return Ok(false);
             }
             let (stat, w) = retried(|| self.client.exists_watched(&ready)).await?;
@@ -157,7 +156,7 @@ impl DoubleBarrier {
                 w
             };
             if let (Some(_), w) = watch {
-                if !wait(w, deadline).await? {
+                if !until(w, deadline).await? {
                     result = false;
                     break;
                 }
@@ -181,15 +180,4 @@ async fn delete_idempotent(client: &Client, path: &str) -> Result<()> {
         }
     };
     RetryPolicy::default().run_idempotent(delete).await
-}
-
-/// Waits for `watch` until `deadline`: `Ok(false)` on the deadline.
-async fn wait(watch: OneshotWatcher, deadline: Option<Instant>) -> Result<bool> {
-    match deadline {
-        Some(d) => match tokio::time::timeout_at(d, watch).await {
-            Err(_) => Ok(false),
-            Ok(fired) => fired.map(|_| true),
-        },
-        None => watch.await.map(|_| true),
-    }
 }

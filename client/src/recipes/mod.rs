@@ -63,6 +63,21 @@ where
     crate::RetryPolicy::default().run(op).await
 }
 
+/// Waits for `fired` (a watch, or anything that fails like one) until `deadline`: `Ok(true)`
+/// when it fired, `Ok(false)` on the deadline.
+pub(crate) async fn until<T>(
+    fired: impl std::future::Future<Output = crate::Result<T>>,
+    deadline: Option<tokio::time::Instant>,
+) -> crate::Result<bool> {
+    match deadline {
+        Some(d) => match tokio::time::timeout_at(d, fired).await {
+            Err(_) => Ok(false),
+            Ok(fired) => fired.map(|_| true),
+        },
+        None => fired.await.map(|_| true),
+    }
+}
+
 /// `dir/name`, for a `dir` that may be `/`.
 pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir == "/" {

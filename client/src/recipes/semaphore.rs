@@ -158,16 +158,8 @@ impl Semaphore {
             if children.len() <= self.max_leases {
                 break;
             }
-            match deadline {
-                Some(d) => match tokio::time::timeout_at(d, watch).await {
-                    Err(_) => return Ok(None),
-                    Ok(fired) => {
-                        fired?;
-                    }
-                },
-                None => {
-                    watch.await?;
-                }
+            if !super::until(watch, deadline).await? {
+                return Ok(None);
             }
         }
         let lease = LockGuard::hold(&self.client, &node, generation, events, self.policy).await?;
