@@ -227,3 +227,190 @@ async fn curator_recipes_through_the_peer() {
     })
     .await;
 }
+
+/// The fields every serialized `ServiceInstance` carries (compatible and full modes alike).
+const INSTANCE_FIELDS: &[&str] = &[
+    "name",
+    "id",
+    "address",
+    "port",
+    "sslPort",
+    "payload",
+    "registrationTimeUTC",
+    "serviceType",
+    "uriSpec",
+];
+
+/// Parses a discovery instance node's JSON, checks the common fields, and returns it with the
+/// names of any fields beyond [`INSTANCE_FIELDS`].
+fn check_instance(
+    raw: &str,
+    service: &str,
+    id: &str,
+    address: &str,
+    port: u16,
+) -> (serde_json::Value, Vec<String>) {
+    let v: serde_json::Value =
+        serde_json::from_str(raw).unwrap_or_else(|e| panic!("instance JSON {raw:?}: {e}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("instance JSON is not an object: {raw}"));
+    for f in INSTANCE_FIELDS {
+        assert!(obj.contains_key(*f), "instance JSON lacks {f:?}: {raw}");
+    }
+    assert_eq!(v["name"], service, "{raw}");
+    assert_eq!(v["id"], id, "{raw}");
+    assert_eq!(v["address"], address, "{raw}");
+    assert_eq!(v["port"], port, "{raw}");
+    assert!(v["sslPort"].is_null(), "{raw}");
+    assert!(v["registrationTimeUTC"].is_u64(), "{raw}");
+    assert_eq!(v["serviceType"], "DYNAMIC", "{raw}");
+    // The payload is typed by `@JsonTypeInfo(use = CLASS)`: an `@class` property in the object.
+    assert_eq!(
+        v["payload"],
+        serde_json::json!({"@class": "java.util.HashMap", "zone": "a"}),
+        "{raw}"
+    );
+    // A UriSpec is its parsed parts: `{name}` variables and literal text between them.
+    let part =
+        |value: &str, variable: bool| serde_json::json!({"value": value, "variable": variable});
+    assert_eq!(
+        v["uriSpec"],
+        serde_json::json!({"parts": [
+            part("scheme", true),
+            part("://", false),
+            part("address", true),
+            part(":", false),
+            part("port", true),
+        ]}),
+        "{raw}"
+    );
+    // Jackson writes the properties in declaration order.
+    let at: Vec<usize> = INSTANCE_FIELDS
+        .iter()
+        .map(|f| raw.find(&format!("\"{f}\":")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "field order in {raw}");
+    let extra = obj
+        .keys()
+        .filter(|k| !INSTANCE_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    (v, extra)
+}
+
+#[tokio::test]
+async fn curator_discovery_through_the_peer() {
+    if !curator::available() {
+        eprintln!("skipping: javac, java or the Curator jars in /usr/share/java are missing");
+        return;
+    }
+    each_server("curator_discovery", |kind, addr| async move {
+        let mut peer = CuratorPeer::start(&addr.to_string(), 10_000).await;
+        let sid = peer.session_id().await;
+        let c = connect(addr).await;
+        let root = unique_root("discovery");
+        let base = format!("{root}/services");
+        let web = format!("{base}/web");
+        eprintln!("{kind:?}: peer session 0x{sid:x}, base path {base}");
+
+        peer.ok(&format!("disc-start d {base}")).await;
+        // queryForNames on a base path that does not exist yet fails (start creates nothing).
+        let err = peer.call("disc-names d").await.unwrap_err();
+        assert!(
+            err.starts_with("org.apache.zookeeper.KeeperException$NoNodeException: "),
+            "{err}"
+        );
+        peer.ok("disc-register d web i1 10.0.0.1 8080").await;
+        peer.ok("disc-register d web i2 10.0.0.2 8081").await;
+
+        // Each instance is an ephemeral BASEPATH/SERVICE/ID of the peer's session; the parents
+        // are not ephemeral.
+        let mut kids = c.get_children(&web).await.expect("get_children");
+        kids.sort();
+        assert_eq!(kids, ["i1", "i2"], "children of {web}");
+        for id in ["i1", "i2"] {
+            let stat = stat_of(&c, &format!("{web}/{id}")).await;
+            assert_eq!(
+                stat.ephemeral_owner, sid,
+                "{web}/{id} is the peer's ephemeral"
+            );
+        }
+        for p in [&web, &base, &root] {
+            assert_eq!(
+                stat_of(&c, p).await.ephemeral_owner,
+                0,
+                "{p} is not ephemeral"
+            );
+        }
+
+        // The exact bytes Curator wrote, as the peer and as Rookery's client read them.
+        let raw = peer.ok(&format!("disc-raw {web}/i1")).await;
+        eprintln!("{kind:?}: raw instance JSON (compatible mode): {raw}");
+        let (data, _) = c.get_data(&format!("{web}/i1")).await.unwrap();
+        assert_eq!(
+            data,
+            raw.as_bytes(),
+            "the peer and the client read the same bytes"
+        );
+        let (_, extra) = check_instance(&raw, "web", "i1", "10.0.0.1", 8080);
+        assert!(
+            extra.is_empty(),
+            "compatible mode writes no other field: {raw}"
+        );
+
+        assert_eq!(peer.ok("disc-names d").await, "web");
+        assert_eq!(peer.ok("disc-ids d web").await, "i1,i2");
+        let got = peer.ok("disc-get d web i2").await;
+        let (got, _) = check_instance(&got, "web", "i2", "10.0.0.2", 8081);
+        let raw2 = peer.ok(&format!("disc-raw {web}/i2")).await;
+        let raw2: serde_json::Value = serde_json::from_str(&raw2).unwrap();
+        assert_eq!(got, raw2, "disc-get re-serializes to the stored JSON");
+        assert_eq!(peer.ok("disc-get d web nosuch").await, "null");
+
+        // ServiceCache: started (initial load done, no events), then one instance leaves.
+        peer.ok("cache-start d web").await;
+        assert_eq!(peer.ok("cache-ids web").await, "i1,i2");
+        peer.ok("disc-unregister d web i1").await;
+        assert!(
+            c.exists(&format!("{web}/i1")).await.unwrap().is_none(),
+            "unregister deletes the node"
+        );
+        let ev = peer.wait_event("cache web changed", EVENT_WAIT).await;
+        assert_eq!(ev, "event cache web changed i2");
+        assert_eq!(peer.ok("cache-ids web").await, "i2");
+        assert_eq!(peer.ok("disc-ids d web").await, "i2");
+
+        // The full (non-compatible) serializer writes the whole ServiceInstance.
+        let full = format!("{root}/full");
+        peer.ok(&format!("disc-start f {full} full")).await;
+        peer.ok("disc-register f web f1 10.0.0.3 9090").await;
+        let raw = peer.ok(&format!("disc-raw {full}/web/f1")).await;
+        eprintln!("{kind:?}: raw instance JSON (full mode): {raw}");
+        let (v, extra) = check_instance(&raw, "web", "f1", "10.0.0.3", 9090);
+        assert_eq!(extra, ["enabled"], "{raw}");
+        assert_eq!(v["enabled"], true, "{raw}");
+        assert_eq!(peer.ok("disc-get f web f1").await, raw);
+
+        eprintln!("{kind:?}: the discovery tree:");
+        dump(&c, &root).await;
+        assert!(
+            peer.pending_events().is_empty(),
+            "unexpected events: {:?}",
+            peer.pending_events()
+        );
+        peer.quit().await;
+
+        // Curator made every parent a container: all go once the instances have.
+        for p in [&web, &base, &format!("{full}/web"), &full, &root] {
+            eventually(WAIT, &format!("the container {p} to be deleted"), || {
+                let c = c.clone();
+                let p = p.to_string();
+                async move { c.exists(&p).await.expect("exists").is_none() }
+            })
+            .await;
+        }
+        c.close().await.ok();
+    })
+    .await;
+}

@@ -21,15 +21,20 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 const SOURCE: &str = include_str!("../interop/CuratorPeer.java");
 
 /// The jars the peer needs (all from the Debian packages). The jars' manifests name more
-/// (netty, jackson, jetty...), but the plain NIO client path uses none of them. `slf4j-nop`
-/// keeps ZooKeeper's and Curator's logging (and slf4j's "no binding" warning) quiet.
+/// (netty, jetty...), but the plain NIO client path uses none of them; Jackson (databind, core,
+/// annotations) is for curator-x-discovery's `JsonInstanceSerializer`. `slf4j-nop` keeps
+/// ZooKeeper's and Curator's logging (and slf4j's "no binding" warning) quiet.
 pub const JARS: &[&str] = &[
+    "/usr/share/java/curator-x-discovery.jar",
     "/usr/share/java/curator-recipes.jar",
     "/usr/share/java/curator-framework.jar",
     "/usr/share/java/curator-client.jar",
     "/usr/share/java/zookeeper.jar",
     "/usr/share/java/zookeeper-jute.jar",
     "/usr/share/java/guava.jar",
+    "/usr/share/java/jackson-databind.jar",
+    "/usr/share/java/jackson-core.jar",
+    "/usr/share/java/jackson-annotations.jar",
     "/usr/share/java/slf4j-api.jar",
     "/usr/share/java/slf4j-nop.jar",
 ];
@@ -280,7 +285,21 @@ impl CuratorPeer {
     /// NAME`; `barrier-set PATH`, `barrier-remove PATH`, `barrier-wait PATH TIMEOUT_MS` (event
     /// `barrier PATH passed|timeout`); `dbarrier-enter NAME PATH COUNT TIMEOUT_MS`,
     /// `dbarrier-leave NAME TIMEOUT_MS` (events `dbarrier NAME entered|left true|false`);
-    /// `session-id` (→ hex). NAMEs key the recipe objects inside the peer; mutexes and
+    /// `session-id` (→ hex).
+    ///
+    /// Service discovery (curator-x-discovery, payload type `Object`, `JsonInstanceSerializer`):
+    /// `disc-start NAME BASEPATH [compat|full]` (`compat`, the default, is the one-argument
+    /// serializer, i.e. `compatibleSerializationMode` true: it writes no `enabled` field; `full`
+    /// writes the whole `ServiceInstance`); `disc-register NAME SERVICE ID ADDRESS PORT` (a
+    /// DYNAMIC instance, uriSpec `{scheme}://{address}:{port}`, payload the map `{"zone":"a"}`);
+    /// `disc-unregister NAME SERVICE ID`; `disc-names NAME` (→ sorted comma-separated names);
+    /// `disc-ids NAME SERVICE` (→ sorted ids); `disc-get NAME SERVICE ID` (→ the instance as
+    /// one line of JSON from the same serializer, or `null`); `disc-raw PATH` (→ the znode's data
+    /// as UTF-8, CR/LF escaped as `\r`/`\n`); `cache-start NAME SERVICE` (a started
+    /// ServiceCache keyed by SERVICE; events `cache SERVICE changed <sorted ids>` on each
+    /// `cacheChanged`); `cache-ids SERVICE` (→ sorted ids).
+    ///
+    /// NAMEs key the recipe objects inside the peer; mutexes and
     /// read-write locks each live on their own Java thread, as Curator locks are thread-owned.
     /// A command blocks the peer until it replies (an acquire waits up to its timeout).
     pub async fn call(&mut self, line: &str) -> Result<String, String> {

@@ -1,12 +1,18 @@
 // A line-oriented driver for the Apache Curator 5.4 recipes, used by the Rust interop tests
 // (client/tests/common/curator.rs).
 //
-//   java -cp <curator, zookeeper, guava, slf4j jars>:<dir> CuratorPeer CONNECT SESSION_TIMEOUT_MS
+//   java -cp <curator, curator-x-discovery, zookeeper, guava, jackson, slf4j jars>:<dir> \
+//       CuratorPeer CONNECT SESSION_TIMEOUT_MS
 //
 // Reads one command per line on stdin and writes one reply line per command on stdout:
 // `ok [VALUE]` or `err <class>: <message>`. Asynchronous notifications are lines starting with
 // `event `. Prints `ready` once connected. Logging goes to stderr (or nowhere with slf4j-nop);
 // stdout carries only the protocol. End of input behaves as `quit`.
+//
+// Service discovery (curator-x-discovery): `disc-*` commands act on a named ServiceDiscovery
+// with payload type Object and a JsonInstanceSerializer; `cache-*` on a ServiceCache per
+// service name, whose listener prints `event cache SERVICE changed <sorted ids>`. The command
+// list is in curator.rs (CuratorPeer::call).
 
 import java.io.BufferedReader;
 import java.io.FileDescriptor;
@@ -15,8 +21,11 @@ import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
@@ -34,7 +43,16 @@ import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.framework.state.ConnectionState;
 import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.curator.x.discovery.ServiceCache;
+import org.apache.curator.x.discovery.ServiceDiscovery;
+import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
+import org.apache.curator.x.discovery.ServiceInstance;
+import org.apache.curator.x.discovery.ServiceType;
+import org.apache.curator.x.discovery.UriSpec;
+import org.apache.curator.x.discovery.details.JsonInstanceSerializer;
+import org.apache.curator.x.discovery.details.ServiceCacheListener;
 
 public class CuratorPeer {
     private static PrintStream out;
@@ -73,6 +91,23 @@ public class CuratorPeer {
     private static final Map<String, InterProcessSemaphoreV2> semaphores = new HashMap<>();
     private static final Map<String, Deque<Lease>> leases = new HashMap<>();
     private static final Map<String, DistributedDoubleBarrier> doubleBarriers = new HashMap<>();
+
+    /** A started ServiceDiscovery (payload type Object, so any JSON payload round-trips). */
+    private static final class Disc {
+        final ServiceDiscovery<Object> discovery;
+        final JsonInstanceSerializer<Object> serializer;
+        /** The instances this peer registered, by SERVICE then ID (unregister needs them). */
+        final Map<String, Map<String, ServiceInstance<Object>>> registered = new HashMap<>();
+
+        Disc(ServiceDiscovery<Object> discovery, JsonInstanceSerializer<Object> serializer) {
+            this.discovery = discovery;
+            this.serializer = serializer;
+        }
+    }
+
+    private static final Map<String, Disc> discoveries = new HashMap<>();
+    /** ServiceCaches by SERVICE name (insertion order, so they close before their discovery). */
+    private static final Map<String, ServiceCache<Object>> caches = new java.util.LinkedHashMap<>();
 
     static void line(String s) {
         synchronized (out) {
@@ -151,6 +186,27 @@ public class CuratorPeer {
             throw new IllegalStateException("no " + kind + " named " + name);
         }
         return v;
+    }
+
+    static String sortedJoin(Collection<String> items) {
+        List<String> l = new ArrayList<>(items);
+        java.util.Collections.sort(l);
+        return String.join(",", l);
+    }
+
+    static String ids(Collection<ServiceInstance<Object>> instances) {
+        List<String> l = new ArrayList<>();
+        for (ServiceInstance<Object> i : instances) {
+            l.add(i.getId());
+        }
+        return sortedJoin(l);
+    }
+
+    static String oneLine(byte[] data) {
+        if (data == null) {
+            return "null";
+        }
+        return new String(data, StandardCharsets.UTF_8).replace("\r", "\\r").replace("\n", "\\n");
     }
 
     static String handle(String[] a) throws Exception {
@@ -315,6 +371,109 @@ public class CuratorPeer {
                 });
                 return "ok";
             }
+            case "disc-start": {
+                if (a.length != 3 && a.length != 4) {
+                    throw new IllegalArgumentException("disc-start takes NAME BASEPATH [compat|full]");
+                }
+                String name = a[1];
+                if (discoveries.containsKey(name)) {
+                    throw new IllegalStateException("discovery " + name + " exists");
+                }
+                // The one-argument constructor is compatibleSerializationMode = true (writes an
+                // OldServiceInstance: no `enabled`); `full` writes the whole ServiceInstance.
+                String mode = a.length == 4 ? a[3] : "compat";
+                JsonInstanceSerializer<Object> ser;
+                if (mode.equals("compat")) {
+                    ser = new JsonInstanceSerializer<>(Object.class);
+                } else if (mode.equals("full")) {
+                    ser = new JsonInstanceSerializer<>(Object.class, false);
+                } else {
+                    throw new IllegalArgumentException("disc-start mode is compat or full, not " + mode);
+                }
+                ServiceDiscovery<Object> d = ServiceDiscoveryBuilder.builder(Object.class)
+                        .client(client)
+                        .basePath(a[2])
+                        .serializer(ser)
+                        .build();
+                d.start();
+                discoveries.put(name, new Disc(d, ser));
+                return "ok";
+            }
+            case "disc-register": {
+                need(a, 5);
+                Disc d = get(discoveries, "discovery", a[1]);
+                Map<String, Object> payload = new HashMap<>();
+                payload.put("zone", "a");
+                ServiceInstance<Object> inst = ServiceInstance.builder()
+                        .name(a[2])
+                        .id(a[3])
+                        .address(a[4])
+                        .port(Integer.parseInt(a[5]))
+                        .serviceType(ServiceType.DYNAMIC)
+                        .uriSpec(new UriSpec("{scheme}://{address}:{port}"))
+                        .payload(payload)
+                        .build();
+                d.discovery.registerService(inst);
+                d.registered.computeIfAbsent(a[2], n -> new HashMap<>()).put(a[3], inst);
+                return "ok";
+            }
+            case "disc-unregister": {
+                need(a, 3);
+                Disc d = get(discoveries, "discovery", a[1]);
+                Map<String, ServiceInstance<Object>> byId = d.registered.get(a[2]);
+                ServiceInstance<Object> inst = byId == null ? null : byId.remove(a[3]);
+                if (inst == null) {
+                    // Not registered here: unregistering only needs the name and id.
+                    inst = ServiceInstance.builder().name(a[2]).id(a[3]).build();
+                }
+                d.discovery.unregisterService(inst);
+                return "ok";
+            }
+            case "disc-names": {
+                need(a, 1);
+                return "ok " + sortedJoin(get(discoveries, "discovery", a[1]).discovery.queryForNames());
+            }
+            case "disc-ids": {
+                need(a, 2);
+                return "ok " + ids(get(discoveries, "discovery", a[1]).discovery.queryForInstances(a[2]));
+            }
+            case "disc-get": {
+                need(a, 3);
+                Disc d = get(discoveries, "discovery", a[1]);
+                ServiceInstance<Object> inst = d.discovery.queryForInstance(a[2], a[3]);
+                return "ok " + (inst == null ? "null" : oneLine(d.serializer.serialize(inst)));
+            }
+            case "disc-raw": {
+                need(a, 1);
+                return "ok " + oneLine(client.getData().forPath(a[1]));
+            }
+            case "cache-start": {
+                need(a, 2);
+                String service = a[2];
+                if (caches.containsKey(service)) {
+                    throw new IllegalStateException("a cache for " + service + " exists");
+                }
+                ServiceCache<Object> cache =
+                        get(discoveries, "discovery", a[1]).discovery.serviceCacheBuilder().name(service).build();
+                cache.addListener(new ServiceCacheListener() {
+                    @Override
+                    public void cacheChanged() {
+                        line("event cache " + service + " changed " + ids(cache.getInstances()));
+                    }
+
+                    @Override
+                    public void stateChanged(CuratorFramework c, ConnectionState state) {
+                        // connection states are not reported
+                    }
+                });
+                cache.start();
+                caches.put(service, cache);
+                return "ok";
+            }
+            case "cache-ids": {
+                need(a, 1);
+                return "ok " + ids(get(caches, "service cache", a[1]).getInstances());
+            }
             case "session-id": {
                 need(a, 0);
                 return "ok " + Long.toHexString(client.getZookeeperClient().getZooKeeper().getSessionId());
@@ -325,6 +484,20 @@ public class CuratorPeer {
     }
 
     static void shutdown() {
+        for (ServiceCache<Object> cache : caches.values()) {
+            try {
+                cache.close();
+            } catch (Throwable e) {
+                // closing anyway
+            }
+        }
+        for (Disc d : discoveries.values()) {
+            try {
+                d.discovery.close();
+            } catch (Throwable e) {
+                // closing anyway
+            }
+        }
         for (LeaderLatch latch : latches.values()) {
             try {
                 latch.close();
