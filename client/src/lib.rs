@@ -23,6 +23,7 @@ pub mod acl;
 mod builder;
 mod chroot;
 mod client;
+pub mod discovery;
 mod endpoint;
 mod error;
 mod events;

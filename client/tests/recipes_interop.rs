@@ -335,3 +335,89 @@ async fn semaphores_read_write_locks_and_barriers_are_shared_with_curator() {
     })
     .await;
 }
+
+/// The fields Curator's (compatible-mode) serializer writes, without the payload's `@class`.
+fn curator_fields(json: &serde_json::Value) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    for key in [
+        "name",
+        "id",
+        "address",
+        "port",
+        "sslPort",
+        "payload",
+        "registrationTimeUTC",
+        "serviceType",
+        "uriSpec",
+    ] {
+        let mut v = json.get(key).cloned().unwrap_or(serde_json::Value::Null);
+        if let Some(map) = v.as_object_mut() {
+            map.remove("@class");
+        }
+        fields.insert(key.to_owned(), v);
+    }
+    serde_json::Value::Object(fields)
+}
+
+#[tokio::test]
+async fn curator_and_rookery_find_each_others_service_instances() {
+    use rookery_client::discovery::{ServiceDiscovery, ServiceInstance};
+    if skip_without_curator() {
+        return;
+    }
+    each_server("interop-discovery", |kind, addr| async move {
+        let base = unique_root("interop-services");
+        let mut peer = CuratorPeer::start(&addr.to_string(), 10_000).await;
+        let c = connect(addr).await;
+        let discovery = ServiceDiscovery::new(&c, &base);
+        peer.ok(&format!("disc-start d {base}")).await;
+
+        // Curator registers; Rookery reads every field as Curator wrote it.
+        peer.ok("disc-register d web java-1 10.0.0.1 8080").await;
+        let theirs: serde_json::Value =
+            serde_json::from_str(&peer.ok("disc-get d web java-1").await).unwrap();
+        let found = discovery
+            .query_instance("web", "java-1")
+            .await
+            .unwrap()
+            .expect("Curator's instance");
+        let ours: serde_json::Value = serde_json::from_slice(&found.to_json()).unwrap();
+        assert_eq!(curator_fields(&ours), curator_fields(&theirs), "{kind:?}");
+        assert_eq!(found.uri().as_deref(), Some("http://10.0.0.1:8080"));
+
+        // Rookery registers; Curator lists it and reads the same fields.
+        let mine = ServiceInstance::new("web")
+            .with_id("rust-1")
+            .with_address("10.0.0.2", 9090)
+            .with_payload(serde_json::json!({"zone": "b"}))
+            .with_uri_spec("{scheme}://{address}:{port}");
+        discovery.register(&mine).await.unwrap();
+        assert_eq!(peer.ok("disc-ids d web").await, "java-1,rust-1");
+        let read_back: serde_json::Value =
+            serde_json::from_str(&peer.ok("disc-get d web rust-1").await).unwrap();
+        let mine_json: serde_json::Value = serde_json::from_slice(&mine.to_json()).unwrap();
+        assert_eq!(
+            curator_fields(&read_back),
+            curator_fields(&mine_json),
+            "{kind:?}"
+        );
+
+        // A Curator ServiceCache sees the Rookery instance leave.
+        peer.ok("cache-start d web").await;
+        assert_eq!(peer.ok("cache-ids web").await, "java-1,rust-1");
+        discovery.unregister("web", "rust-1").await.unwrap();
+        peer.wait_event("cache web changed java-1", EVENT).await;
+        // And a Rookery cache sees Curator's leave.
+        let cache = discovery.cache("web").await.unwrap();
+        assert_eq!(cache.instances().len(), 1);
+        peer.ok("disc-unregister d web java-1").await;
+        eventually(WAIT, "the Rookery cache to drop Curator's instance", || {
+            let empty = cache.instances().is_empty();
+            async move { empty }
+        })
+        .await;
+        peer.quit().await;
+        c.close().await.unwrap();
+    })
+    .await;
+}

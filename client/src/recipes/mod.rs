@@ -53,6 +53,8 @@ pub use multi_lock::{MultiLock, MultiLockGuard};
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 
+pub(crate) use queue::ensure_containers;
+
 /// Runs a read (or another request safe to repeat as is) under the default retry policy: a
 /// connection loss during a recipe waits for the next connection instead of failing it.
 pub(crate) async fn retried<T, F, Fut>(op: F) -> crate::Result<T>
