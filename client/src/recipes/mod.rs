@@ -32,26 +32,34 @@
 //! [`Error::AlreadyHeld`](crate::Error::AlreadyHeld) instead of waiting on itself; separate
 //! handles are separate contenders, even in one process. Pass the guard instead.
 
+mod atomic_counter;
 mod barrier;
 mod double_barrier;
 mod fence;
+mod group_member;
 mod leader_election;
 mod leader_latch;
 mod lock;
 mod multi_lock;
+mod persistent_node;
 mod queue;
 mod rw_lock;
 mod semaphore;
+mod shared_value;
 
+pub use atomic_counter::{AtomicCounter, AtomicValue};
 pub use barrier::Barrier;
 pub use double_barrier::DoubleBarrier;
 pub use fence::{Fence, Loss, LossPolicy};
+pub use group_member::GroupMember;
 pub use leader_election::{LeaderElection, Leadership};
 pub use leader_latch::{LatchState, LeaderLatch, Participant};
 pub use lock::{Lock, LockGuard};
 pub use multi_lock::{MultiLock, MultiLockGuard};
+pub use persistent_node::PersistentNode;
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
+pub use shared_value::{SharedCount, SharedValue, VersionedValue};
 
 pub(crate) use queue::ensure_containers;
 

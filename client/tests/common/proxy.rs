@@ -2,12 +2,13 @@
 //!
 //! Modes: pass-through; [`Proxy::drop_all`] (close every connection now);
 //! [`Proxy::blackhole`] (accept connections and keep them open, but forward nothing either
-//! way); [`Proxy::hold_replies`] (forward requests, swallow replies); [`Proxy::refuse`] (close
+//! way); [`Proxy::hold_replies`] (forward requests, swallow replies; [`Proxy::hold_replies_after`]
+//! lets a number of replies through first); [`Proxy::refuse`] (close
 //! every connection, and each new one at once); [`Proxy::restore`] (pass-through again,
 //! closing the connections that lost bytes).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +26,8 @@ struct Shared {
     upstream: Mutex<SocketAddr>,
     forward_up: AtomicBool,
     forward_down: AtomicBool,
+    /// Replies (whole frames) still let through while `forward_down` is off.
+    pass_replies: AtomicUsize,
     refuse: AtomicBool,
     conns: Mutex<Vec<Conn>>,
 }
@@ -45,6 +48,7 @@ impl Proxy {
             upstream: Mutex::new(upstream),
             forward_up: AtomicBool::new(true),
             forward_down: AtomicBool::new(true),
+            pass_replies: AtomicUsize::new(0),
             refuse: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
         });
@@ -95,6 +99,13 @@ impl Proxy {
         self.shared.forward_down.store(false, Ordering::SeqCst);
     }
 
+    /// Forwards the next `n` replies (whole frames), then swallows the rest, as
+    /// [`Proxy::hold_replies`]: to lose the reply of a request that follows `n` others.
+    pub fn hold_replies_after(&self, n: usize) {
+        self.shared.pass_replies.store(n, Ordering::SeqCst);
+        self.shared.forward_down.store(false, Ordering::SeqCst);
+    }
+
     /// Closes every connection, and each new one as soon as it is accepted.
     pub fn refuse(&self) {
         self.shared.refuse.store(true, Ordering::SeqCst);
@@ -104,6 +115,7 @@ impl Proxy {
     /// Back to pass-through. Connections that lost bytes are closed.
     pub fn restore(&self) {
         self.shared.refuse.store(false, Ordering::SeqCst);
+        self.shared.pass_replies.store(0, Ordering::SeqCst);
         self.shared.forward_up.store(true, Ordering::SeqCst);
         self.shared.forward_down.store(true, Ordering::SeqCst);
         self.shared.conns.lock().unwrap().retain(|c| {
@@ -148,18 +160,68 @@ async fn serve(client: TcpStream, shared: Arc<Shared>, tainted: Arc<AtomicBool>)
     let _ = upstream.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
-    let up = copy(cr, uw, &shared.forward_up, &tainted);
-    let down = copy(ur, cw, &shared.forward_down, &tainted);
+    let up = copy(cr, uw, &shared.forward_up, None, &tainted);
+    let down = copy(
+        ur,
+        cw,
+        &shared.forward_down,
+        Some(&shared.pass_replies),
+        &tainted,
+    );
     tokio::join!(up, down);
+}
+
+/// Where a reader stands in the length-prefixed frames of a stream.
+#[derive(Default)]
+struct Framing {
+    header: Vec<u8>,
+    body_left: usize,
+}
+
+impl Framing {
+    /// How many of `bytes` make up the next `frames` whole frames (or all of them), and how
+    /// many frames that completes.
+    fn take(&mut self, bytes: &[u8], frames: usize) -> (usize, usize) {
+        let (mut used, mut done) = (0, 0);
+        while used < bytes.len() && done < frames {
+            if self.body_left > 0 {
+                let n = self.body_left.min(bytes.len() - used);
+                self.body_left -= n;
+                used += n;
+                if self.body_left == 0 {
+                    done += 1;
+                }
+            } else {
+                self.header.push(bytes[used]);
+                used += 1;
+                if self.header.len() == 4 {
+                    let len = u32::from_be_bytes(self.header[..].try_into().unwrap()) as usize;
+                    self.header.clear();
+                    self.body_left = len;
+                    if len == 0 {
+                        done += 1;
+                    }
+                }
+            }
+        }
+        (used, done)
+    }
+
+    /// Follows `bytes` without counting frames (while everything passes).
+    fn skip(&mut self, bytes: &[u8]) {
+        self.take(bytes, usize::MAX);
+    }
 }
 
 async fn copy(
     mut r: OwnedReadHalf,
     mut w: OwnedWriteHalf,
     forward: &AtomicBool,
+    pass: Option<&AtomicUsize>,
     tainted: &AtomicBool,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut framing = Framing::default();
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -168,12 +230,22 @@ async fn copy(
             }
             Ok(n) => n,
         };
-        if forward.load(Ordering::SeqCst) {
-            if w.write_all(&buf[..n]).await.is_err() {
-                return;
+        let mut send = if forward.load(Ordering::SeqCst) { n } else { 0 };
+        if let Some(pass) = pass {
+            if send == n {
+                framing.skip(&buf[..n]);
+            } else {
+                let frames = pass.load(Ordering::SeqCst);
+                let (used, done) = framing.take(&buf[..n], frames);
+                pass.fetch_sub(done, Ordering::SeqCst);
+                send = if frames > 0 { used } else { 0 };
             }
-        } else {
+        }
+        if send < n {
             tainted.store(true, Ordering::SeqCst);
+        }
+        if send > 0 && w.write_all(&buf[..send]).await.is_err() {
+            return;
         }
     }
 }
