@@ -34,6 +34,7 @@
 
 mod atomic_counter;
 mod barrier;
+mod distributed_queue;
 mod double_barrier;
 mod fence;
 mod group_member;
@@ -41,11 +42,13 @@ mod leader_election;
 mod leader_latch;
 mod lock;
 mod multi_lock;
+mod node_cache;
 mod persistent_node;
 mod queue;
 mod rw_lock;
 mod semaphore;
 mod shared_value;
+mod tree_cache;
 
 pub use atomic_counter::{AtomicCounter, AtomicValue};
 pub use barrier::Barrier;
@@ -60,6 +63,8 @@ pub use persistent_node::PersistentNode;
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 pub use shared_value::{SharedCount, SharedValue, VersionedValue};
+// (caches: re-exports)
+pub use distributed_queue::{DistributedPriorityQueue, DistributedQueue, LockedItem, LockingQueue};
 
 pub(crate) use queue::ensure_containers;
 
