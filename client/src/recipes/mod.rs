@@ -12,6 +12,11 @@
 //! | [`LeaderElection`] | `LeaderSelector` | `_c_<uuid>-lock-<seq>`, data = participant id |
 //! | [`Barrier`] | `DistributedBarrier` | the path itself |
 //! | [`DoubleBarrier`] | `DistributedDoubleBarrier` | `<uuid>` per member (ephemeral), `ready` |
+//! | [`DistributedQueue`], [`DistributedPriorityQueue`] | `DistributedQueue`, `DistributedPriorityQueue` | `queue-<seq>`, `queue-<priority><seq>` (Curator's item format) |
+//! | [`LockingQueue`] | kazoo's `LockingQueue` | `entries/entry-<priority>-<seq>`, `taken/<entry>` |
+//! | [`SharedValue`], [`SharedCount`] | `SharedValue`, `SharedCount` | the path itself |
+//! | [`AtomicCounter`] | `DistributedAtomicLong` | the path itself (8 bytes, big-endian) |
+//! | [`PersistentNode`], [`GroupMember`] | `PersistentNode`, `GroupMember` | the node; `<group>/<id>` |
 //!
 //! Missing parents are created as container nodes, as Curator's
 //! `creatingParentContainersIfNeeded` does.
@@ -42,16 +47,15 @@ mod leader_election;
 mod leader_latch;
 mod lock;
 mod multi_lock;
-mod node_cache;
 mod persistent_node;
 mod queue;
 mod rw_lock;
 mod semaphore;
 mod shared_value;
-mod tree_cache;
 
 pub use atomic_counter::{AtomicCounter, AtomicValue};
 pub use barrier::Barrier;
+pub use distributed_queue::{DistributedPriorityQueue, DistributedQueue, LockedItem, LockingQueue};
 pub use double_barrier::DoubleBarrier;
 pub use fence::{Fence, Loss, LossPolicy};
 pub use group_member::GroupMember;
@@ -63,8 +67,6 @@ pub use persistent_node::PersistentNode;
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 pub use shared_value::{SharedCount, SharedValue, VersionedValue};
-// (caches: re-exports)
-pub use distributed_queue::{DistributedPriorityQueue, DistributedQueue, LockedItem, LockingQueue};
 
 pub(crate) use queue::ensure_containers;
 
