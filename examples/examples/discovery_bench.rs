@@ -21,7 +21,10 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let connect = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:2181".into());
+    let connect = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:2181".into());
     if args.get(2).map(String::as_str) == Some("register") {
         let (base, id) = (&args[3], &args[4]);
         let client = Client::builder(&connect)
