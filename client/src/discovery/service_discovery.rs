@@ -11,7 +11,7 @@ use super::cache::ServiceCache;
 use super::instance::{ServiceInstance, ServiceType};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::recipes::{ensure_containers, join, retried};
+use crate::recipes::{join, make, retried};
 use crate::retry::RetryPolicy;
 use crate::types::{CreateOptions, SessionEventKind};
 
@@ -225,51 +225,22 @@ pub(crate) async fn read_all(client: &Client, dir: &str) -> Result<Vec<ServiceIn
     Ok(out)
 }
 
-/// Writes `instance`'s node: created (ephemeral for dynamic instances), or, when a node is
-/// there already, kept if it is this session's (its data rewritten when `rewrite`) and replaced
-/// otherwise.
+/// Writes `instance`'s node (ephemeral for dynamic instances): created, or adopted if it is
+/// this session's (its data rewritten when `rewrite`), or replaced if an earlier session's.
 async fn write(
     client: &Client,
     base: &str,
     instance: &ServiceInstance,
     rewrite: bool,
 ) -> Result<()> {
-    let dir = join(base, &instance.name);
-    let path = join(&dir, &instance.id);
+    let path = join(&join(base, &instance.name), &instance.id);
     let mode = match instance.service_type {
         ServiceType::Dynamic => CreateMode::Ephemeral,
         ServiceType::DynamicSequential => CreateMode::EphemeralSequential,
         ServiceType::Static | ServiceType::Permanent => CreateMode::Persistent,
     };
-    let data = instance.to_json();
-    // Bounded: each round either creates, rewrites or deletes a foreign node.
-    for _ in 0..5 {
-        match client.create(&path, &data, &CreateOptions::new(mode)).await {
-            Ok(_) => return Ok(()),
-            Err(Error::NoNode) => ensure_containers(client, &dir).await?,
-            Err(Error::NodeExists) | Err(Error::ConnectionLoss { .. }) => {
-                match retried(|| client.exists(&path)).await? {
-                    None => continue,
-                    Some(stat)
-                        if !mode.is_ephemeral() || stat.ephemeral_owner == client.session_id() =>
-                    {
-                        if rewrite {
-                            retried(|| client.set_data(&path, &data, None)).await?;
-                        }
-                        return Ok(());
-                    }
-                    // A previous session's node, not yet expired: replace it (Curator deletes
-                    // and creates again).
-                    Some(stat) => match client.delete(&path, Some(stat.version)).await {
-                        Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
-                        Err(e) => return Err(e),
-                    },
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::NodeExists)
+    let options = CreateOptions::new(mode);
+    make(client, &path, &instance.to_json(), &options, rewrite).await
 }
 
 /// Writes the registered instances again whenever a connection comes back.

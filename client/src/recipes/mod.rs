@@ -68,6 +68,7 @@ pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 pub use shared_value::{SharedCount, SharedValue, VersionedValue};
 
+pub(crate) use persistent_node::make;
 pub(crate) use queue::ensure_containers;
 
 /// Runs a read (or another request safe to repeat as is) under the default retry policy: a

@@ -146,7 +146,6 @@ async fn keep(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut events = client.session_events();
-    let ephemeral = options.mode.is_ephemeral();
     loop {
         if client.state().is_terminal() {
             return;
@@ -154,7 +153,7 @@ async fn keep(
         let bytes = data.lock().map(|d| d.clone()).unwrap_or_default();
         let made = tokio::select! {
             _ = &mut stop => break,
-            made = make(&client, &path, &bytes, &options, ephemeral) => made,
+            made = make(&client, &path, &bytes, &options, false) => made,
         };
         if let Err(e) = made {
             tracing::debug!(%path, error = %e, "persistent node: not made yet");
@@ -200,15 +199,19 @@ async fn keep(
     delete_in_background(&client, path);
 }
 
-/// Creates the node, or makes sure the one there is ours (an ephemeral of another session is
-/// replaced, as Curator does).
-async fn make(
+/// Creates the node at `path`, or makes sure the one there is ours: a node of this session
+/// (or any node, for a mode that is not ephemeral) is kept, its data rewritten when `rewrite`;
+/// an ephemeral of another session (an earlier one of this client, not yet expired) is
+/// replaced, as Curator does. Missing parents are made as containers.
+pub(crate) async fn make(
     client: &Client,
     path: &str,
     data: &[u8],
     options: &CreateOptions,
-    ephemeral: bool,
+    rewrite: bool,
 ) -> Result<()> {
+    let ephemeral = options.mode.is_ephemeral();
+    // Bounded: each round creates, adopts, or deletes a node of another session.
     for _ in 0..5 {
         match client.create(path, data, options).await {
             Ok(_) => return Ok(()),
@@ -219,7 +222,10 @@ async fn make(
                 match retried(|| client.exists(path)).await? {
                     None => continue,
                     Some(stat) if !ephemeral || stat.ephemeral_owner == client.session_id() => {
-                        return Ok(())
+                        if rewrite {
+                            retried(|| client.set_data(path, data, None)).await?;
+                        }
+                        return Ok(());
                     }
                     Some(stat) => match client.delete(path, Some(stat.version)).await {
                         Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
