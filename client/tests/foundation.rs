@@ -207,6 +207,9 @@ async fn persistent_watches_carry_zxids_resync_after_reconnects_and_report_lag()
                 break;
             }
         }
+        // The re-arming setWatches went out before this request on c's connection, so once it
+        // is answered the watch is armed again (a change before that is what Resync tells).
+        c.exists(&root).await.unwrap();
         writer.set_data(&root, b"2", None).await.unwrap();
         assert_eq!(
             tokio::time::timeout(WAIT, w.next()).await.unwrap(),
