@@ -333,6 +333,13 @@ async fn read_write_locks_semaphores_and_multi_locks() {
             .await
             .unwrap()
             .is_none());
+        // The timed-out writer's node goes (its cleanup is queued), so that the count below
+        // is the real writer's.
+        eventually(WAIT, "the timed-out writer's node to go", || {
+            let (o, p) = (b.clone(), rw_path.clone());
+            async move { children(&o, &p).await.len() == 2 }
+        })
+        .await;
         let writer = tokio::spawn({
             let rc = rc.clone();
             async move { rc.write().await }
