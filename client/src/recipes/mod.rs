@@ -17,6 +17,7 @@
 //! | [`SharedValue`], [`SharedCount`] | `SharedValue`, `SharedCount` | the path itself |
 //! | [`AtomicCounter`] | `DistributedAtomicLong` | the path itself (8 bytes, big-endian) |
 //! | [`PersistentNode`], [`GroupMember`] | `PersistentNode`, `GroupMember` | the node; `<group>/<id>` |
+//! | [`TreeCache`], [`NodeCache`] | `CuratorCache`, `NodeCache` | none (one persistent watch, recursive for the tree) |
 //!
 //! Missing parents are created as container nodes, as Curator's
 //! `creatingParentContainersIfNeeded` does.
@@ -47,11 +48,13 @@ mod leader_election;
 mod leader_latch;
 mod lock;
 mod multi_lock;
+mod node_cache;
 mod persistent_node;
 mod queue;
 mod rw_lock;
 mod semaphore;
 mod shared_value;
+mod tree_cache;
 
 pub use atomic_counter::{AtomicCounter, AtomicValue};
 pub use barrier::Barrier;
@@ -63,10 +66,12 @@ pub use leader_election::{LeaderElection, Leadership};
 pub use leader_latch::{LatchState, LeaderLatch, Participant};
 pub use lock::{Lock, LockGuard};
 pub use multi_lock::{MultiLock, MultiLockGuard};
+pub use node_cache::NodeCache;
 pub use persistent_node::PersistentNode;
 pub use rw_lock::RwLock;
 pub use semaphore::{Lease, Semaphore};
 pub use shared_value::{SharedCount, SharedValue, VersionedValue};
+pub use tree_cache::{CacheEvent, CacheEvents, ChildData, TreeCache};
 
 pub(crate) use persistent_node::make;
 pub(crate) use queue::ensure_containers;
