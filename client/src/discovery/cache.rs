@@ -1,26 +1,26 @@
 //! [`ServiceCache`]: an always-current view of one service's instances, read without locks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use rookery_proto::EventType;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::instance::ServiceInstance;
-use super::service_discovery::read_all;
 use crate::client::Client;
 use crate::error::Result;
-use crate::types::PersistentEvent;
-use crate::AddWatchMode;
+use crate::recipes::{CacheEvent, ChildData, TreeCache};
 
-/// One service's instances, kept current by a persistent recursive watch on the service's
-/// node (as Curator's `ServiceCache` is kept by a tree cache).
+/// One service's instances, kept current by a [`TreeCache`] on the service's node (as
+/// Curator's `ServiceCache` is kept by a tree cache): one persistent recursive watch, a
+/// `Resync`, a lagging watch or a renewed session reloading the whole service, so no change is
+/// missed.
 ///
 /// [`ServiceCache::instances`] is a lock-free load of an immutable snapshot (arc-swap), for
-/// the hot path of a proxy; [`ServiceCache::updates`] wakes on every new snapshot. A node event
-/// re-reads that instance; a `Resync` (after a reconnect), a `Lagged` stream or a new session
-/// reloads the whole service, so no change is missed. Dropping the cache stops it.
+/// the hot path of a proxy; [`ServiceCache::updates`] wakes on every new snapshot. Nodes whose
+/// data is not an instance are left out. Dropping the cache stops it and removes its watch.
 #[derive(Debug)]
 pub struct ServiceCache {
     snapshot: Arc<ArcSwap<Vec<ServiceInstance>>>,
@@ -28,29 +28,48 @@ pub struct ServiceCache {
     task: JoinHandle<()>,
 }
 
+/// The instances held, by node path (so, in id order).
+type Instances = BTreeMap<String, ServiceInstance>;
+
 impl ServiceCache {
     /// Watches `dir` (a service's node, `<base>/<name>`) and loads it.
     ///
     /// # Errors
-    /// The errors of `addWatch`, `getChildren` and `getData` for the first load.
+    /// As [`TreeCache::start`].
     ///
     /// # Cancellation safety
     /// Cancellation safe.
     pub async fn start(client: &Client, dir: &str) -> Result<ServiceCache> {
-        // The watch first, then the load: nothing between the two is missed.
-        let watch = client
-            .add_watch(dir, AddWatchMode::PersistentRecursive)
-            .await?;
-        let first = Arc::new(read_all(client, dir).await?);
+        let tree = TreeCache::start(client, dir).await?;
+        // A stream starts with the tree as it is (`Created`s, queued at once, then
+        // `Initialized`): the first snapshot is exactly what the later events change.
+        let mut events = tree.events();
+        let mut held = Instances::new();
+        while let Some(event) = events.try_next() {
+            if event == CacheEvent::Initialized {
+                break;
+            }
+            apply(&tree, &mut held, event);
+        }
+        let first = Arc::new(held.values().cloned().collect::<Vec<_>>());
         let snapshot = Arc::new(ArcSwap::new(first.clone()));
         let (tx, rx) = watch::channel(first);
-        let task = tokio::spawn(follow(
-            client.clone(),
-            dir.to_owned(),
-            watch,
-            snapshot.clone(),
-            tx,
-        ));
+        let published = snapshot.clone();
+        // The task owns the tree cache: aborting it drops the cache, which removes the watch.
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let mut changed = apply(&tree, &mut held, event);
+                // Everything already queued goes into the same snapshot.
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    changed |= apply(&tree, &mut held, event);
+                }
+                if changed {
+                    let next = Arc::new(held.values().cloned().collect::<Vec<_>>());
+                    published.store(next.clone());
+                    let _ = tx.send(next);
+                }
+            }
+        });
         Ok(ServiceCache {
             snapshot,
             updates: rx,
@@ -75,110 +94,47 @@ impl Drop for ServiceCache {
     }
 }
 
-/// What to do after an item of the watch.
-enum Next {
-    /// The snapshot is current.
-    Done,
-    /// Read the whole service again.
-    Reload,
-    /// The watch ended: add it again (a renewed session), or stop.
-    Rewatch,
+/// The instances among the tree's children of the service's node.
+fn instances_of(tree: &TreeCache) -> Instances {
+    tree.children(tree.root())
+        .iter()
+        .filter_map(|node| Some((node.path.clone(), parse(tree, node)?)))
+        .collect()
 }
 
-async fn follow(
-    client: Client,
-    dir: String,
-    mut watch: crate::PersistentWatcher,
-    snapshot: Arc<ArcSwap<Vec<ServiceInstance>>>,
-    tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
-) {
-    let publish = |next: Vec<ServiceInstance>| {
-        if **snapshot.load() != next {
-            let next = Arc::new(next);
-            snapshot.store(next.clone());
-            let _ = tx.send(next);
-        }
+/// Applies one event of the tree to the instances held; `true` if they changed.
+fn apply(tree: &TreeCache, held: &mut Instances, event: CacheEvent) -> bool {
+    let is_instance = |node: &ChildData| {
+        node.path
+            .strip_prefix(tree.root())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
     };
-    loop {
-        let next = match watch.next().await {
-            Some(PersistentEvent::Node(ev)) => {
-                apply(&client, &dir, &ev.path, ev.event_type, &snapshot, &publish).await
-            }
-            Some(PersistentEvent::Ended(_)) | None => Next::Rewatch,
-            // Resync, Lagged: events were missed.
-            Some(_) => Next::Reload,
-        };
-        match next {
-            Next::Done => {}
-            Next::Reload => reload(&client, &dir, &publish).await,
-            Next::Rewatch => {
-                // The session ended: with a renewing client, watch again in the new one.
-                loop {
-                    if client.state().is_terminal() {
-                        return;
-                    }
-                    match client
-                        .add_watch(&dir, AddWatchMode::PersistentRecursive)
-                        .await
-                    {
-                        Ok(w) => {
-                            watch = w;
-                            break;
-                        }
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-                    }
-                }
-                reload(&client, &dir, &publish).await;
+    match event {
+        CacheEvent::Created(node) | CacheEvent::Changed { new: node, .. } if is_instance(&node) => {
+            match parse(tree, &node) {
+                Some(instance) => held.insert(node.path, instance.clone()) != Some(instance),
+                None => held.remove(&node.path).is_some(),
             }
         }
+        CacheEvent::Deleted(node) => held.remove(&node.path).is_some(),
+        // Events were dropped: read the tree's snapshot, which is current.
+        CacheEvent::Lagged => {
+            let now = instances_of(tree);
+            let changed = now != *held;
+            *held = now;
+            changed
+        }
+        _ => false,
     }
 }
 
-/// Applies one node event under `dir` to the snapshot.
-async fn apply(
-    client: &Client,
-    dir: &str,
-    path: &str,
-    event: EventType,
-    snapshot: &ArcSwap<Vec<ServiceInstance>>,
-    publish: &impl Fn(Vec<ServiceInstance>),
-) -> Next {
-    let Some(id) = path
-        .strip_prefix(dir)
-        .and_then(|r| r.strip_prefix('/'))
-        .filter(|id| !id.contains('/'))
-    else {
-        // The service's node itself (created or deleted) or something deeper.
-        return if path == dir {
-            Next::Reload
-        } else {
-            Next::Done
-        };
-    };
-    let mut next: Vec<ServiceInstance> = snapshot.load().as_ref().clone();
-    next.retain(|i| i.id != id);
-    if event != EventType::NodeDeleted {
-        match client.get_data(path).await {
-            Ok((data, _)) => {
-                if let Ok(i) = ServiceInstance::from_json(&data) {
-                    next.push(i);
-                    next.sort_by(|a, b| a.id.cmp(&b.id));
-                }
-            }
-            Err(crate::Error::NoNode) => {}
-            // Unsure what the node holds now: read everything again.
-            Err(_) => return Next::Reload,
+fn parse(tree: &TreeCache, node: &ChildData) -> Option<ServiceInstance> {
+    match ServiceInstance::from_json(&node.data) {
+        Ok(instance) => Some(instance),
+        Err(e) => {
+            tracing::debug!(dir = %tree.root(), path = %node.path, error = %e, "skipping a node that is not an instance");
+            None
         }
-    }
-    publish(next);
-    Next::Done
-}
-
-/// Reads the whole service again (bounded retries; a failure leaves the snapshot as it is
-/// until the next event).
-async fn reload(client: &Client, dir: &str, publish: &impl Fn(Vec<ServiceInstance>)) {
-    match read_all(client, dir).await {
-        Ok(all) => publish(all),
-        Err(e) => tracing::warn!(%dir, error = %e, "service cache: reload failed"),
     }
 }

@@ -192,7 +192,7 @@ impl Drop for ServiceDiscovery {
 }
 
 /// Every instance under `dir`, sorted by id.
-pub(crate) async fn read_all(client: &Client, dir: &str) -> Result<Vec<ServiceInstance>> {
+async fn read_all(client: &Client, dir: &str) -> Result<Vec<ServiceInstance>> {
     let ids = match retried(|| client.get_children(dir)).await {
         Ok(ids) => ids,
         Err(Error::NoNode) => return Ok(Vec::new()),
@@ -222,6 +222,7 @@ pub(crate) async fn read_all(client: &Client, dir: &str) -> Result<Vec<ServiceIn
             }
         }
     }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
