@@ -50,7 +50,7 @@ log() { echo "[bench-recipes] $*" >&2; }
 if [ "$BUILD" = 1 ]; then
     log "building (release)"
     timeout 3600 cargo build --release -p rookery-examples --example recipe_bench
-    timeout 3600 cargo build --release -p rookery-server --bin rookery
+    timeout 3600 cargo build --release -p rookery --bin rookery
 fi
 RUST_BENCH="$PWD/target/release/examples/recipe_bench"
 ROOKERY="$PWD/target/release/rookery"

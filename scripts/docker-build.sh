@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p rookery-server --target "$target"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p rookery --target "$target"
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp "target/$target/release/rookery" "$ctx/rookery"

@@ -18,7 +18,6 @@
 
 pub mod acl;
 pub mod admin;
-pub mod bench;
 pub mod config;
 pub mod connection;
 pub mod ensemble;

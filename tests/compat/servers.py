@@ -449,7 +449,7 @@ def start_rookery(extra_cfg: Optional[Dict[str, object]] = None, *,
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise RookeryBinaryMissing(
             f"Rookery binary not found or not executable: {binary}\n"
-            f"Build it first (`cargo build -p rookery-server`) or set ROOKERY_BIN=/path/to/rookery.")
+            f"Build it first (`cargo build -p rookery`) or set ROOKERY_BIN=/path/to/rookery.")
     extra_cfg = dict(extra_cfg or {})
 
     def build(tmpdir: Path, port: int):

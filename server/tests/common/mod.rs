@@ -120,8 +120,25 @@ fn wait_ready(proc: &mut Proc) {
     panic!("{} did not become ready:\n{}", proc.kind, proc.log());
 }
 
+/// The rookery binary: `$ROOKERY_BIN`, else `<target>/debug/rookery` (the binary is in the
+/// `rookery` crate: `cargo build --workspace` makes it).
 pub fn rookery_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rookery"))
+    if let Some(p) = std::env::var_os("ROOKERY_BIN") {
+        return PathBuf::from(p);
+    }
+    // CARGO_TARGET_TMPDIR is <target>/tmp, whatever CARGO_TARGET_DIR says.
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("debug")
+        .join("rookery");
+    assert!(
+        bin.exists(),
+        "the rookery binary is missing at {}: run `cargo build --workspace` first (or set ROOKERY_BIN)",
+        bin.display()
+    );
+    bin
 }
 
 /// Starts `rookery server` with tickTime 2000, every 4lw allowed, TTLs on and a 1 s container

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use clap::Args;
 use futures::future::BoxFuture;
+use rookery_bench::parse_duration;
 use rookery_client::recipes::{LatchState, LeaderLatch, Lock, LockGuard, Loss, Participant};
 use rookery_client::{Client, LossReason, OneshotWatcher};
-use rookery_server::bench::parse_duration;
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::signal::unix::{signal, SignalKind};
 

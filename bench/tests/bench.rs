@@ -1,15 +1,16 @@
 //! `rookery bench` against real processes, briefly, so that a broken harness fails CI. The full
 //! comparison is not run here (see docs/performance.md for the command).
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use rookery_server::bench::compare::{Comparison, Metric};
-use rookery_server::bench::process::Flavor;
-use rookery_server::bench::{Report, Workload};
+use rookery_bench::compare::{Comparison, Metric};
+use rookery_bench::process::Flavor;
+use rookery_bench::{Report, Workload};
 
 fn run(args: &[&str]) -> Output {
     Command::new(rookery_bin())

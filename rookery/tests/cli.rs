@@ -1,5 +1,6 @@
 //! The `rookery` binary: configuration errors, start-up and clean shutdown.
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rookery_server::bench::compare::{self, CompareOptions};
-use rookery_server::bench::process::{Flavor, Settings};
-use rookery_server::bench::{self, parse_duration, report, Options, Report, Workload};
+use rookery_bench::compare::{self, CompareOptions};
+use rookery_bench::process::{Flavor, Settings};
+use rookery_bench::{self as bench, parse_duration, report, Options, Report, Workload};
 
 /// `rookery bench`: the arguments after the word.
 #[derive(Args)]

@@ -1,6 +1,7 @@
 //! `rookery lock` and `rookery elect` as processes against a real server: mutual exclusion,
 //! exit statuses, signals and leadership hand-over.
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
