@@ -1,16 +1,13 @@
 //! `rookery bench` against real processes, briefly, so that a broken harness fails CI. The full
 //! comparison is not run here (see docs/performance.md for the command).
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
 use rookery_bench::compare::{Comparison, Metric};
 use rookery_bench::process::Flavor;
 use rookery_bench::{Report, Workload};
+use rookery_testkit::*;
 
 fn run(args: &[&str]) -> Output {
     Command::new(rookery_bin())
@@ -60,7 +57,7 @@ fn every_workload_runs_against_a_rookery_server_and_reports_json() {
         "--server",
         &server.addr.to_string(),
         "--server-pid",
-        &server.child.id().to_string(),
+        &server.pid().to_string(),
         "--workloads",
         "create,set,get,mixed,watch,churn,expiry,tree",
         "--duration",

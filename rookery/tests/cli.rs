@@ -1,14 +1,11 @@
 //! The `rookery` binary: configuration errors, start-up and clean shutdown.
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use rookery_testkit::*;
 
 #[test]
 fn an_invalid_value_stops_start_up_and_names_the_key() {
@@ -69,21 +66,13 @@ fn unused_zookeeper_keys_only_warn() {
 fn sigterm_shuts_down_cleanly() {
     let mut server = start_rookery(&[]);
     let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server did not stop after SIGTERM");
     assert!(exit.success(), "exit status {exit}: {}", server.log());
     assert!(server.log().contains("shutting down"));
 }

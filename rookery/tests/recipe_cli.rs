@@ -1,9 +1,6 @@
 //! `rookery lock` and `rookery elect` as processes against a real server: mutual exclusion,
 //! exit statuses, signals and leadership hand-over.
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use rookery_testkit::*;
 
 /// A `rookery lock` or `rookery elect` process: its stdout lines arrive on a channel and its
 /// stderr is kept for failure messages; killed on drop.
@@ -266,8 +263,12 @@ fn a_deleted_node_is_a_lost_lock_exit_3() {
         .build()
         .unwrap()
         .block_on(async {
-            let mut zk = common::Client::connect(server.addr).await;
-            assert_eq!(zk.call(delete(&node, -1)).await.err(), 0);
+            let zk = rookery_client::Client::builder(&server.addr.to_string())
+                .connect()
+                .await
+                .unwrap();
+            zk.delete(&node, None).await.unwrap();
+            zk.close().await.unwrap();
         });
     assert_eq!(holder.code(), 3, "{}", holder.stderr());
     assert!(

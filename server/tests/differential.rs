@@ -1010,10 +1010,13 @@ const SUPER: &str = "super:letmein";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rookery_matches_apache_zookeeper() {
     let super_digest = digest_id(SUPER);
-    let zk = start_zookeeper(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        &super_digest,
-    )]);
+    let zk = start_zookeeper(ZkOptions {
+        sysprops: vec![(
+            "zookeeper.DigestAuthenticationProvider.superDigest".into(),
+            super_digest.clone(),
+        )],
+        ..Default::default()
+    });
     let rk = start_rookery(&[(
         "zookeeper.DigestAuthenticationProvider.superDigest",
         &super_digest,
@@ -1027,10 +1030,13 @@ async fn rookery_matches_apache_zookeeper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rookery_matches_apache_zookeeper_across_a_restart() {
     let super_digest = digest_id(SUPER);
-    let zk = start_zookeeper(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        &super_digest,
-    )]);
+    let zk = start_zookeeper(ZkOptions {
+        sysprops: vec![(
+            "zookeeper.DigestAuthenticationProvider.superDigest".into(),
+            super_digest.clone(),
+        )],
+        ..Default::default()
+    });
     let mut rk = start_rookery(&[
         (
             "zookeeper.DigestAuthenticationProvider.superDigest",
@@ -1050,10 +1056,13 @@ async fn rookery_matches_apache_zookeeper_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_member_ensemble_matches_apache_zookeeper() {
     let super_digest = digest_id(SUPER);
-    let zk = start_zookeeper(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        &super_digest,
-    )]);
+    let zk = start_zookeeper(ZkOptions {
+        sysprops: vec![(
+            "zookeeper.DigestAuthenticationProvider.superDigest".into(),
+            super_digest.clone(),
+        )],
+        ..Default::default()
+    });
     let mut opts = common::ensemble::Options::new(3);
     opts.tick_ms = 2000;
     opts.extra.push((

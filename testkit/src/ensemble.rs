@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::four_letter;
-use super::proxy::Proxy;
+use crate::four_letter;
+use crate::proxy::Proxy;
 
 /// A free port on `ip`.
 fn free_port_on(ip: Ipv4Addr) -> u16 {
@@ -194,7 +194,7 @@ impl Ensemble {
             .open(m.dir.join("server.log"))
             .unwrap();
         m.child = Some(
-            Command::new(super::rookery_bin())
+            Command::new(crate::rookery_bin())
                 .args(["server", "--config"])
                 .arg(m.dir.join("zoo.cfg"))
                 .env("RUST_LOG", "info")
