@@ -6,7 +6,6 @@
 //! (`cargo build --workspace` makes it). Every server runs under a small `sh` guard that kills
 //! it when the test process's pipe to the guard closes, so servers shared by a whole test
 //! binary die with it, even on a panic.
-#![allow(missing_docs)]
 
 pub mod ensemble;
 pub mod proxy;
@@ -112,11 +111,6 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
     }
 
     /// `kill -9`, then start the same Rookery server again (same configuration, port and data
