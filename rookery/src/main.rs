@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 mod bench_cli;
 mod recipe_cli;
+mod sidecar_cli;
 
 /// Rookery: a ZooKeeper-compatible coordination service.
 #[derive(Parser)]
@@ -38,6 +39,9 @@ enum Command {
     /// ZooKeeper and Rookery and compare them (`bench compare`).
     #[command(args_conflicts_with_subcommands = true)]
     Bench(Box<bench_cli::BenchCmd>),
+    /// Run the sidecar: register the local service once healthy, watch the registry, and
+    /// proxy HTTP to live instances (`sidecar --service NAME --app IP:PORT`, or a TOML file).
+    Sidecar(Box<sidecar_cli::SidecarCmd>),
     /// Run a command while holding a distributed lock, or hold it until stdin closes
     /// (`lock PATH [--timeout D] [-- COMMAND [ARGS...]]`).
     Lock(recipe_cli::LockCmd),
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Bench(cmd) => bench_cli::run(*cmd),
+        Command::Sidecar(cmd) => sidecar_cli::run(*cmd),
         Command::Lock(cmd) => std::process::exit(recipe_cli::lock(cmd)),
         Command::Elect(cmd) => std::process::exit(recipe_cli::elect(cmd)),
         Command::Inspect { what, dir, log_dir } => {

@@ -7,6 +7,7 @@
 //! it when the test process's pipe to the guard closes, so servers shared by a whole test
 //! binary die with it, even on a panic.
 
+pub mod curator;
 pub mod ensemble;
 pub mod proxy;
 
@@ -27,6 +28,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub enum Kind {
     Rookery,
     ZooKeeper,
+    /// Any other program ([`start_program`]): a sidecar, a demo service.
+    Program,
 }
 
 /// The servers chosen by `ROOKERY_TEST_SERVER`.
@@ -225,13 +228,67 @@ pub fn rookery_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("ROOKERY_BIN") {
         return PathBuf::from(p);
     }
+    workspace_bin("rookery")
+}
+
+/// A binary of the workspace, built beside the test binary (`cargo build --workspace`).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     // <target>/debug/deps/<test>-<hash>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("a test binary lives in <target>/<profile>/deps");
-    profile_dir.join("rookery")
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Starts `program args` under the kill-on-exit guard, with its stderr in `<dir>/server.log`,
+/// and waits until it accepts connections on `addr`.
+pub fn start_program(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    addr: SocketAddr,
+) -> Proc {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mut child = spawn_guarded(&program.display().to_string(), args, &dir, env);
+    let stdin = child.stdin.take();
+    let mut proc = Proc {
+        child,
+        stdin,
+        addr,
+        kind: Kind::Program,
+        dir,
+        _tmp: Some(tmp),
+    };
+    let deadline = Instant::now() + WAIT;
+    while StdTcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if !proc.is_running() || Instant::now() >= deadline {
+            panic!(
+                "{} did not listen on {addr}:\n{}",
+                program.display(),
+                proc.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proc
+}
+
+impl Proc {
+    /// Sends SIGTERM (a graceful stop).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &self.pid().to_string()])
+            .status();
+    }
 }
 
 /// Starts `rookery server` (tickTime 2000, every 4lw, TTLs on, 1 s container checks, no
@@ -389,6 +446,7 @@ pub fn start_zookeeper(opts: ZkOptions<'_>) -> Proc {
 /// same arguments is a restart.
 pub fn start_in(kind: Kind, dir: &Path, port: u16) -> Proc {
     match kind {
+        Kind::Program => panic!("start_in starts servers only"),
         Kind::Rookery => start_rookery_at(Some(dir), Some(port), &[]),
         Kind::ZooKeeper => start_zookeeper(ZkOptions {
             dir: Some(dir),

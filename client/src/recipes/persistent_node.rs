@@ -227,8 +227,26 @@ pub(crate) async fn make(
                         }
                         return Ok(());
                     }
-                    Some(stat) => match client.delete(path, Some(stat.version)).await {
-                        Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
+                    // Another (earlier) session's node: replaced in one `multi`, so that
+                    // watchers never see a gap between the delete and the create, and a node
+                    // that changed meanwhile (another version) is not removed.
+                    Some(stat) => match client
+                        .multi()
+                        .delete(path, Some(stat.version))
+                        .create(path, data, options)
+                        .commit()
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(Error::MultiFailed { source, .. })
+                            if matches!(
+                                *source,
+                                Error::NoNode | Error::BadVersion | Error::NodeExists
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) if e.is_retryable() => continue,
                         Err(e) => return Err(e),
                     },
                 }

@@ -3,7 +3,6 @@
 //! (`ROOKERY_TEST_SERVER=rookery|zookeeper|both`, default both), and waits on a client.
 #![allow(dead_code, unreachable_pub)]
 
-pub mod curator;
 
 pub use rookery_testkit::*;
 
@@ -20,6 +19,7 @@ pub fn shared(kind: Kind) -> SocketAddr {
     static ZOOKEEPER: OnceLock<Proc> = OnceLock::new();
     match kind {
         Kind::Rookery => ROOKERY.get_or_init(|| start_rookery(&[])).addr,
+        Kind::Program => panic!("not a server"),
         Kind::ZooKeeper => {
             ZOOKEEPER
                 .get_or_init(|| start_zookeeper(ZkOptions::default()))

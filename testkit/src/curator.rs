@@ -2,7 +2,7 @@
 //! `zookeeper` jars), driven line by line over its stdin/stdout, so Rust recipes can be tested
 //! for interoperability with Java services: same lock path, same election, and so on.
 //!
-//! `tests/interop/CuratorPeer.java` (embedded here) is compiled once per source version into
+//! `testkit/interop/CuratorPeer.java` (embedded here) is compiled once per source version into
 //! `<target>/tmp/curator-peer-<hash>/`; each [`CuratorPeer`] is one JVM with one Curator client
 //! (one session). Its commands and replies are documented in that file and in
 //! [`CuratorPeer::call`]. Every wait is bounded, and dropping a peer kills its JVM.
@@ -106,11 +106,20 @@ fn run_bounded(mut cmd: std::process::Command, max: Duration) -> Result<(), Stri
     Err(format!("{cmd:?} failed ({status}):\n{text}"))
 }
 
+/// `<target>/tmp`, beside the test binary's `<target>/<profile>/deps/`.
+fn target_tmp() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("tmp")))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// Compiles the peer (once per source version): the directory holding `CuratorPeer.class`.
 fn compile() -> Result<PathBuf, String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     SOURCE.hash(&mut h);
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = target_tmp();
+    let base = base.as_path();
     let dir = base.join(format!("curator-peer-{:016x}", h.finish()));
     if dir.join("CuratorPeer.class").exists() {
         return Ok(dir);

@@ -1,0 +1,113 @@
+//! Registration: the local service as an ephemeral node in Curator's `ServiceInstance` JSON
+//! under `<base>/<name>/<id>`, written only while the health checks pass (and after the
+//! listeners are bound), deleted when they fail or when the sidecar shuts down.
+//!
+//! After a session is renewed, [`ServiceDiscovery`] writes the node again: a node left by the
+//! dead session (its `ephemeralOwner` is not the current session) is replaced in one `multi`
+//! (a versioned delete and the create), never by a blind delete and create.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rookery_client::discovery::{ServiceDiscovery, ServiceInstance};
+use rookery_client::Client;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ServiceConfig};
+use crate::view::View;
+
+/// The instance `service` describes.
+pub fn instance(service: &ServiceConfig, config: &Config) -> ServiceInstance {
+    let id = service
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let address = service
+        .advertise
+        .clone()
+        .unwrap_or_else(|| service.app.ip().to_string());
+    let port = service.port.unwrap_or_else(|| {
+        config
+            .inbound
+            .as_ref()
+            .map_or(service.app.port(), |l| l.listen.port())
+    });
+    let mut instance = ServiceInstance::new(&service.name)
+        .with_id(&id)
+        .with_address(&address, port);
+    if service.weight.is_some() || service.zone.is_some() {
+        let mut payload = serde_json::Map::new();
+        if let Some(w) = service.weight {
+            payload.insert("weight".into(), w.into());
+        }
+        if let Some(z) = &service.zone {
+            payload.insert("zone".into(), z.clone().into());
+        }
+        instance = instance.with_payload(serde_json::Value::Object(payload));
+    }
+    instance
+}
+
+/// Keeps `instance` registered while `healthy` says so, until `drain`; then unregisters and
+/// returns.
+pub async fn run(
+    view: Arc<View>,
+    base_path: String,
+    instance: ServiceInstance,
+    mut clients: watch::Receiver<Option<Client>>,
+    mut healthy: watch::Receiver<bool>,
+    drain: CancellationToken,
+) {
+    let client = tokio::select! {
+        c = clients.wait_for(Option::is_some) => match c.map(|c| c.clone()) {
+            Ok(Some(c)) => c,
+            _ => return,
+        },
+        () = drain.cancelled() => return,
+    };
+    let discovery = ServiceDiscovery::new(&client, &base_path);
+    let set = |on: bool| {
+        view.status.registered.store(on, Ordering::Relaxed);
+        view.metrics().registered.set(i64::from(on));
+    };
+    let mut registered = false;
+    loop {
+        let want = *healthy.borrow_and_update() && !drain.is_cancelled();
+        let mut retry = false;
+        if want && !registered {
+            match discovery.register(&instance).await {
+                Ok(()) => {
+                    registered = true;
+                    set(true);
+                    tracing::info!(name = %instance.name, id = %instance.id, "registered");
+                }
+                Err(e) => {
+                    retry = true;
+                    tracing::warn!(name = %instance.name, error = %e, "cannot register yet; retrying");
+                }
+            }
+        } else if !want && registered {
+            match discovery.unregister(&instance.name, &instance.id).await {
+                Ok(()) => {
+                    registered = false;
+                    set(false);
+                    tracing::info!(name = %instance.name, id = %instance.id, "unregistered");
+                }
+                Err(e) => {
+                    retry = true;
+                    tracing::warn!(name = %instance.name, error = %e, "cannot unregister yet; retrying");
+                }
+            }
+        }
+        if drain.is_cancelled() && !registered {
+            return;
+        }
+        tokio::select! {
+            changed = healthy.changed() => if changed.is_err() { return },
+            () = drain.cancelled(), if !drain.is_cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)), if retry => {}
+        }
+    }
+}

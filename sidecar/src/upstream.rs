@@ -1,0 +1,168 @@
+//! The connection pools to upstream endpoints ([`Clients`], hyper-util's pooled client over
+//! hickory-resolver names and rustls), and [`Forward`], the service that sends a request to
+//! one endpoint through them.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rookery_client::resolve::Resolver;
+use tower::Service;
+
+use crate::config::{Protocol, UpstreamConfig};
+use crate::error::Result;
+use crate::layers::{Body, BoxError, ProxyError, Request, Response};
+
+/// Names resolved with hickory-resolver (`/etc/hosts`, then `/etc/resolv.conf`'s servers).
+#[derive(Debug, Clone)]
+pub struct Dns(Arc<Resolver>);
+
+impl Service<Name> for Dns {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolver = self.0.clone();
+        Box::pin(async move {
+            let ips = resolver.resolve(name.as_str()).await?;
+            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector<Dns>>, Body>;
+
+/// The pooled clients: HTTP/1.1 (and TLS), and HTTP/2 with prior knowledge (h2c).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    http1: HttpClient,
+    h2c: HttpClient,
+}
+
+impl Clients {
+    /// Clients with `config`'s timeouts, pool size and CA certificates.
+    ///
+    /// # Errors
+    /// [`crate::Error::Tls`] if the CA file cannot be read; I/O errors of the resolver's set-up.
+    pub fn new(config: &UpstreamConfig) -> Result<Clients> {
+        let dns = Dns(Arc::new(Resolver::new(None)?));
+        let mut http = HttpConnector::new_with_resolver(dns);
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        let tls = crate::tls::client_config(config.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(config.max_idle_per_endpoint)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Clients { http1, h2c })
+    }
+
+    /// A [`Forward`] to `authority` with `protocol` (over TLS when `tls`).
+    ///
+    /// # Errors
+    /// [`ProxyError::BadRequest`] if `authority` is not a valid authority.
+    pub fn forward(
+        &self,
+        authority: &str,
+        protocol: Protocol,
+        tls: bool,
+    ) -> Result<Forward, ProxyError> {
+        let authority: Authority = authority
+            .parse()
+            .map_err(|e| ProxyError::BadRequest(format!("endpoint {authority}: {e}")))?;
+        let (client, version) = match protocol {
+            Protocol::Http1 => (self.http1.clone(), Version::HTTP_11),
+            Protocol::H2c => (self.h2c.clone(), Version::HTTP_2),
+        };
+        Ok(Forward {
+            client,
+            authority,
+            scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
+            version,
+        })
+    }
+}
+
+/// Sends requests to one endpoint: the URI's scheme and authority become the endpoint's, the
+/// path and query stay.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    client: HttpClient,
+    authority: Authority,
+    scheme: Scheme,
+    version: Version,
+}
+
+impl Service<Request> for Forward {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => {
+                let e = ProxyError::BadRequest(e.to_string());
+                return Box::pin(async move { Err(e.into()) });
+            }
+        }
+        *req.version_mut() = self.version;
+        if self.version == Version::HTTP_2 {
+            // The authority travels as :authority.
+            req.headers_mut().remove(http::header::HOST);
+        }
+        let endpoint = self.authority.to_string();
+        let future = self.client.request(req);
+        Box::pin(async move {
+            future.await.map_err(|e| {
+                let source: BoxError = Box::new(e);
+                let connect = source
+                    .downcast_ref::<hyper_util::client::legacy::Error>()
+                    .is_some_and(|e| e.is_connect());
+                let error = if connect {
+                    ProxyError::Connect { endpoint, source }
+                } else {
+                    ProxyError::Upstream { endpoint, source }
+                };
+                error.into()
+            })
+        })
+    }
+}
