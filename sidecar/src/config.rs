@@ -116,8 +116,8 @@ pub struct ServiceConfig {
     /// The address written into the registry (default: the app's IP).
     #[serde(default)]
     pub advertise: Option<String>,
-    /// The port written into the registry (default: the inbound listener's port if there is
-    /// one, else the app's).
+    /// The port written into the registry (default: a plain inbound listener's port if there
+    /// is one, else the app's). A TLS inbound listener's port is written as `sslPort`.
     #[serde(default)]
     pub port: Option<u16>,
     /// A weight for balancers (written as `payload.weight`; absent: no payload, weight 1).

@@ -28,15 +28,21 @@ pub fn instance(service: &ServiceConfig, config: &Config) -> ServiceInstance {
         .advertise
         .clone()
         .unwrap_or_else(|| service.app.ip().to_string());
-    let port = service.port.unwrap_or_else(|| {
-        config
-            .inbound
-            .as_ref()
-            .map_or(service.app.port(), |l| l.listen.port())
-    });
+    // An inbound listener fronts the service: a plain one is its port, a TLS one its
+    // `sslPort` (and the app's own port stays the plain port).
+    let inbound = config.inbound.as_ref();
+    let tls_inbound = inbound.filter(|l| l.tls.is_some()).map(|l| l.listen.port());
+    let plain_inbound = inbound.filter(|l| l.tls.is_none()).map(|l| l.listen.port());
+    let port = service
+        .port
+        .or(plain_inbound)
+        .unwrap_or_else(|| service.app.port());
     let mut instance = ServiceInstance::new(&service.name)
         .with_id(&id)
         .with_address(&address, port);
+    if let Some(ssl_port) = tls_inbound {
+        instance = instance.with_ssl_port(ssl_port);
+    }
     if service.weight.is_some() || service.zone.is_some() {
         let mut payload = serde_json::Map::new();
         if let Some(w) = service.weight {

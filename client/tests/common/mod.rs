@@ -3,7 +3,6 @@
 //! (`ROOKERY_TEST_SERVER=rookery|zookeeper|both`, default both), and waits on a client.
 #![allow(dead_code, unreachable_pub)]
 
-
 pub use rookery_testkit::*;
 
 use std::future::Future;
