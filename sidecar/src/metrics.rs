@@ -28,9 +28,9 @@ struct ServiceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabel {
+struct ClassLabel {
     service: String,
-    code: String,
+    class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,7 +70,8 @@ pub const STATES: [&str; 5] = ["healthy", "ejected", "draining", "kept", "filter
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<CodeLabel, Counter>,
+    requests: Family<ClassLabel, Counter>,
+    unrouted: Counter,
     duration: Histograms<ServiceLabel>,
     upstream_requests: Family<EndpointClass, Counter>,
     upstream_duration: Histograms<EndpointLabel>,
@@ -121,10 +122,22 @@ impl EndpointMetrics {
 /// One service's handles.
 #[derive(Debug, Clone)]
 pub struct ServiceMetrics {
+    classes: [Counter; 5],
+    /// Time to response headers, retries included.
+    pub duration: Histogram,
     /// Retries sent.
     pub retries: Counter,
     /// Retries the budget refused.
     pub retries_refused: Counter,
+}
+
+impl ServiceMetrics {
+    /// Counts a request answered with `status` after `seconds`.
+    pub fn response(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class].inc();
+        self.duration.observe(seconds);
+    }
 }
 
 impl Default for Metrics {
@@ -137,7 +150,8 @@ impl Metrics {
     /// A fresh set, registered.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("rookery_sidecar");
-        let requests = Family::<CodeLabel, Counter>::default();
+        let requests = Family::<ClassLabel, Counter>::default();
+        let unrouted = Counter::default();
         let duration = Histograms::<ServiceLabel>::new_with_constructor(histogram as fn() -> _);
         let upstream_requests = Family::<EndpointClass, Counter>::default();
         let upstream_duration =
@@ -217,6 +231,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            unrouted,
             duration,
             upstream_requests,
             upstream_duration,
@@ -233,19 +248,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a request to `service` answered with `status` after `seconds`.
-    pub fn request(&self, service: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&CodeLabel {
-                service: service.to_owned(),
-                code: status.to_string(),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&ServiceLabel {
-                service: service.to_owned(),
-            })
-            .observe(seconds);
+    /// Counts a request that matched no route.
+    pub fn unrouted(&self) {
+        self.unrouted.inc();
     }
 
     /// The handles of `endpoint` of `service`.
@@ -309,7 +314,17 @@ impl Metrics {
         let label = ServiceLabel {
             service: service.to_owned(),
         };
+        let class = |class| {
+            self.requests
+                .get_or_create(&ClassLabel {
+                    service: service.to_owned(),
+                    class,
+                })
+                .clone()
+        };
         ServiceMetrics {
+            classes: CLASSES.map(class),
+            duration: self.duration.get_or_create(&label).clone(),
             retries: self.retries.get_or_create(&label).clone(),
             retries_refused: self.retries_refused.get_or_create(&label).clone(),
         }

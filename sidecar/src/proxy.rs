@@ -64,10 +64,12 @@ impl Proxy {
         let started = Instant::now();
         let (upstream, strip) = match self.route(&req) {
             Ok(found) => found,
-            Err(e) => return Ok(error_response(&e)),
+            Err(e) => {
+                self.view.metrics().unrouted();
+                return Ok(error_response(&e));
+            }
         };
-        let service = upstream.pool.name().to_owned();
-        let span = tracing::debug_span!("request", %service, method = %req.method(), path = %req.uri().path());
+        let span = tracing::debug_span!("request", service = upstream.pool.name(), method = %req.method(), path = %req.uri().path());
         let response = match self
             .forward(req, &upstream, strip)
             .instrument(span.clone())
@@ -79,11 +81,9 @@ impl Proxy {
                 error_response(&e)
             }
         };
-        self.view.metrics().request(
-            &service,
-            response.status().as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
+        upstream
+            .metrics
+            .response(response.status().as_u16(), started.elapsed().as_secs_f64());
         Ok(response)
     }
 

@@ -25,7 +25,7 @@ use crate::config::{Config, Policy, StabilityConfig};
 use crate::discover::Discovered;
 use crate::endpoint::Endpoint;
 use crate::layers::{self, OutlierSettings, ServiceStack};
-use crate::metrics::{Metrics, STATES};
+use crate::metrics::{Metrics, ServiceMetrics, STATES};
 use crate::upstream::Clients;
 
 /// One service's pool, its stack and its retry budget.
@@ -37,6 +37,8 @@ pub struct Upstream {
     pub stack: ServiceStack,
     /// Its settings.
     pub policy: Policy,
+    /// Its metrics.
+    pub metrics: ServiceMetrics,
     budget: Arc<TpsBudget>,
 }
 
@@ -218,16 +220,18 @@ impl View {
             u.retry_min_per_second,
             u.retry_budget_ratio,
         ));
+        let metrics = self.metrics.service(name);
         let stack = layers::service_stack(
             pool.clone(),
             budget.clone(),
             u.max_attempts,
-            self.metrics.service(name),
+            metrics.clone(),
         );
         Upstream {
             pool,
             stack,
             policy,
+            metrics,
             budget,
         }
     }

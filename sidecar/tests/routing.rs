@@ -86,7 +86,7 @@ async fn registers_discovers_and_balances() {
     let ok = metric(
         &client,
         "rookery_sidecar_requests_total",
-        &[("service", "web"), ("code", "200")],
+        &[("service", "web"), ("class", "2xx")],
     )
     .await;
     assert_eq!(ok, Some(40.0));
