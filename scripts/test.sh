@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --workspace
+# The binaries and the examples the integration tests start (rookery, demo-service).
+cargo build --workspace --bins --examples
 cargo test --workspace
 ROOKERY_BIN="$PWD/target/debug/rookery" python3 -m pytest -q tests/compat

@@ -26,6 +26,8 @@ use crate::layers::Body;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields in one request (more get 431).
 pub const MAX_HEADERS: usize = 128;
+/// How long a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,10 +99,16 @@ where
                             watcher.watch(conn).await
                         }
                         Some(acceptor) => {
-                            let stream = match acceptor.accept(stream).await {
-                                Ok(s) => s,
-                                Err(e) => {
+                            let handshake =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
                                     tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("no TLS handshake within 10 s; closing");
                                     return;
                                 }
                             };

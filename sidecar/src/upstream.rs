@@ -49,7 +49,8 @@ impl Service<Name> for Dns {
 
 type HttpClient = Client<HttpsConnector<HttpConnector<Dns>>, Body>;
 
-/// The pooled clients: HTTP/1.1 (and TLS), and HTTP/2 with prior knowledge (h2c).
+/// The pooled clients: HTTP/1.1 (over TLS: HTTP/2 or HTTP/1.1 as ALPN picks), and HTTP/2
+/// with prior knowledge (h2c).
 #[derive(Debug, Clone)]
 pub struct Clients {
     http1: HttpClient,
@@ -71,7 +72,8 @@ impl Clients {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
-            .enable_http1()
+            // Over TLS, ALPN picks HTTP/2 where the instance offers it.
+            .enable_all_versions()
             .wrap_connector(http);
         let http1 = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.max_idle_per_endpoint)

@@ -165,7 +165,7 @@ async fn killing_an_instance_shifts_traffic_with_no_failed_get() {
     b.proc.kill();
     sb.proc.kill();
     // Gone from the view once its session expires (4 s).
-    until(WAIT, "b to leave the view", || async {
+    eventually(WAIT, "b to leave the view", || async {
         !ids_in(&client, "web", "healthy")
             .await
             .contains(&"b".to_string())
@@ -205,7 +205,7 @@ async fn lame_duck_shutdown_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     sb.proc.terminate();
     // Not ready at once, and gone from the registry before it exits.
-    until(WAIT, "b's sidecar to report not ready", || async {
+    eventually(WAIT, "b's sidecar to report not ready", || async {
         !matches!(
             Http::new().get(sb.admin, "admin", "/ready").await,
             Ok((200, _))
@@ -284,7 +284,7 @@ async fn routing_survives_the_ensemble_going_down_and_starts_from_disk() {
         ready(s).await;
     }
     healthy(&client, "web", &["a", "b"]).await;
-    until(WAIT, "the view to be kept on disk", || async {
+    eventually(WAIT, "the view to be kept on disk", || async {
         std::fs::read_to_string(state.path().join("view.json")).is_ok_and(|v| v.contains("\"b\""))
     })
     .await;
@@ -348,7 +348,7 @@ async fn a_mass_removal_is_held_until_the_registry_confirms_it() {
         .commit()
         .await
         .unwrap();
-    until(WAIT, "the removal to be held", || async {
+    eventually(WAIT, "the removal to be held", || async {
         ids_in(&client, "web", "kept").await == ["a", "b"]
     })
     .await;
@@ -359,7 +359,7 @@ async fn a_mass_removal_is_held_until_the_registry_confirms_it() {
         "routing to all last-known endpoints while unconfirmed"
     );
     // Confirmed after the window: applied.
-    until(WAIT, "the removal to be applied", || async {
+    eventually(WAIT, "the removal to be applied", || async {
         ids_in(&client, "web", "kept").await.is_empty()
     })
     .await;

@@ -248,6 +248,23 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// An example program of the workspace (`cargo build --workspace --examples`), built beside
+/// the test binary in `<target>/<profile>/examples/`.
+pub fn workspace_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins --examples` first",
+        bin.display()
+    );
+    bin
+}
+
 /// Starts `program args` under the kill-on-exit guard, with its stderr in `<dir>/server.log`,
 /// and waits until it accepts connections on `addr`.
 pub fn start_program(
@@ -453,5 +470,24 @@ pub fn start_in(kind: Kind, dir: &Path, port: u16) -> Proc {
             port: Some(port),
             ..Default::default()
         }),
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds, at most `max`.
+pub async fn eventually<F, Fut>(max: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {max:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

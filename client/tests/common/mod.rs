@@ -76,22 +76,3 @@ pub async fn wait_state(client: &Client, want: SessionState, max: Duration) {
         client.state()
     );
 }
-
-/// Polls `cond` every 50 ms until it holds, at most `max`.
-pub async fn eventually<F, Fut>(max: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + max;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {max:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

@@ -29,7 +29,7 @@ pub fn backend(name: &str) -> Backend {
         "--name".to_string(),
         name.to_string(),
     ];
-    let proc = start_program(&workspace_bin("demo-service"), &args, &[], addr);
+    let proc = start_program(&workspace_example("demo-service"), &args, &[], addr);
     Backend {
         proc,
         addr,
@@ -166,29 +166,10 @@ impl Http {
     }
 }
 
-/// Polls until `cond` holds (every 50 ms, at most `max`), else panics with `what`.
-pub async fn until<F, Fut>(max: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + max;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until `sidecar`'s `/ready` answers 200.
 pub async fn ready(sidecar: &Sidecar) {
     let http = Http::new();
-    until(WAIT, "the sidecar to be ready", || {
+    eventually(WAIT, "the sidecar to be ready", || {
         let http = http.clone();
         async move {
             matches!(
@@ -228,7 +209,7 @@ pub async fn ids_in(sidecar: &Sidecar, service: &str, state: &str) -> Vec<String
 /// Waits until `service` has exactly `want` healthy endpoints on `sidecar`.
 pub async fn healthy(sidecar: &Sidecar, service: &str, want: &[&str]) {
     let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    until(
+    eventually(
         WAIT,
         &format!("{service} to have healthy endpoints {want:?}"),
         || {

@@ -10,7 +10,7 @@
 //! - `GET /headers` answers the request's headers, one per line;
 //! - `POST /mode/broken` makes every other request answer 500 (until `POST /mode/ok`).
 //!
-//! Usage: `demo-service --listen 127.0.0.1:8080 --name a`
+//! Usage: `cargo run --example demo-service -- --listen 127.0.0.1:8080 --name a`
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
