@@ -127,7 +127,8 @@ fn failure(state: &EndpointState, pool: &Weak<Pool>, settings: OutlierSettings) 
         .max(1);
     let share_after = pool.ejected_share() + 1.0 / enabled as f32;
     if share_after > settings.max_ejected_share + f32::EPSILON {
-        tracing::warn!(service = pool.name(), endpoint = %state.authority, failures = n,
+        // Debug, not warn: under a wide outage this is every failed request.
+        tracing::debug!(service = pool.name(), endpoint = %state.authority, failures = n,
             "not ejecting: the share of ejected endpoints is at its cap");
         return;
     }
