@@ -231,38 +231,37 @@ pub fn rookery_bin() -> PathBuf {
     workspace_bin("rookery")
 }
 
-/// A binary of the workspace, built beside the test binary (`cargo build --workspace`).
-pub fn workspace_bin(name: &str) -> PathBuf {
+/// `<target>/<profile>`, where the test binary (`<target>/<profile>/deps/<test>-<hash>`) was
+/// built.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    // <target>/debug/deps/<test>-<hash>
-    let profile_dir = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
-        .expect("a test binary lives in <target>/<profile>/deps");
-    let bin = profile_dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
+        .expect("a test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
 }
 
-/// An example program of the workspace (`cargo build --workspace --examples`), built beside
-/// the test binary in `<target>/<profile>/examples/`.
-pub fn workspace_example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("a test binary lives in <target>/<profile>/deps");
-    let bin = profile_dir.join("examples").join(name);
+/// `path`, which `build` must have made.
+fn built(path: PathBuf, build: &str) -> PathBuf {
     assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins --examples` first",
-        bin.display()
+        path.exists(),
+        "{} is missing: run `{build}` first",
+        path.display()
     );
-    bin
+    path
+}
+
+/// A binary of the workspace, built beside the test binary (`cargo build --workspace`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    built(profile_dir().join(name), "cargo build --workspace")
+}
+
+/// An example program of the workspace, built in `<target>/<profile>/examples/`.
+pub fn workspace_example(name: &str) -> PathBuf {
+    built(
+        profile_dir().join("examples").join(name),
+        "cargo build --workspace --bins --examples",
+    )
 }
 
 /// Starts `program args` under the kill-on-exit guard, with its stderr in `<dir>/server.log`,
