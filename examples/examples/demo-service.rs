@@ -148,7 +148,8 @@ async fn handle(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
-    let mut name = "demo".to_owned();
+    // In a container, the host name is the container's id: each instance answers its own.
+    let mut name = std::env::var("HOSTNAME").unwrap_or_else(|_| "demo".to_owned());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -6,6 +6,8 @@
 //! | `crud` | create, read, conditional update and delete, with typed errors |
 //! | `watch` | a one-shot watch (a future) and a persistent recursive watch (a stream) |
 //! | `multi` | an atomic `multi` transaction and a `multiRead` |
+//! | `demo-service` | the HTTP service of the sidecar's tests and of `examples/compose/` |
+//! | `demo-client` | the compose demo's client: traffic through its sidecar, an election, a fenced lock |
 //!
 //! Each takes the connect string as its first argument (default `127.0.0.1:2181`); start a
 //! server first with `cargo run --release -- server`.

@@ -9,6 +9,8 @@ use rookery_server::Config;
 use tokio_util::sync::CancellationToken;
 
 mod bench_cli;
+mod job;
+mod probe;
 mod recipe_cli;
 mod sidecar_cli;
 
@@ -48,6 +50,9 @@ enum Command {
     /// Join a leader election and print each change of leader; run a command while leader
     /// (`elect PATH PROPOSAL [-- COMMAND [ARGS...]]`).
     Elect(recipe_cli::ElectCmd),
+    /// Check a server (`probe HOST:PORT`: ruok) or an HTTP endpoint (`probe http://...`: 2xx),
+    /// as a container's health check; exit status 0 when healthy.
+    Probe(probe::ProbeCmd),
     /// Print and verify log segments, snapshots or a whole data directory.
     #[command(args_conflicts_with_subcommands = true)]
     Inspect {
@@ -98,7 +103,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Bench(cmd) => bench_cli::run(*cmd),
-        Command::Sidecar(cmd) => sidecar_cli::run(*cmd),
+        Command::Sidecar(cmd) => std::process::exit(sidecar_cli::run(*cmd)?),
+        Command::Probe(cmd) => std::process::exit(probe::run(cmd)),
         Command::Lock(cmd) => std::process::exit(recipe_cli::lock(cmd)),
         Command::Elect(cmd) => std::process::exit(recipe_cli::elect(cmd)),
         Command::Inspect { what, dir, log_dir } => {

@@ -4,16 +4,11 @@
 //! Standard output carries only the lines documented in `--help` (`token ...`, `state ...`,
 //! `leader ...`); logs and error messages go to standard error.
 //!
-//! A command runs in a process group of its own, and the signals sent to it (SIGTERM, then
-//! SIGKILL after `--grace`) go to the whole group, so that the children of `sh -c '...'` stop
-//! with it: a lock must not outlive its holder's processes. Signals are sent with rustix's safe
-//! `kill` (the workspace forbids `unsafe`); tokio's `Child::start_kill` only sends SIGKILL, which
-//! leaves the command no chance to clean up.
+//! A command runs in a process group of its own ([`Job`]): a lock must not outlive its holder's
+//! processes.
 
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use clap::Args;
@@ -21,20 +16,13 @@ use futures::future::BoxFuture;
 use rookery_bench::parse_duration;
 use rookery_client::recipes::{LatchState, LeaderLatch, Lock, LockGuard, Loss, Participant};
 use rookery_client::{Client, LossReason, OneshotWatcher};
-use rustix::process::{kill_process_group, Pid, Signal};
-use tokio::signal::unix::{signal, SignalKind};
 
-/// Any error: no connection, a refused request.
-const EXIT_ERROR: i32 = 1;
+use crate::job::{Job, Signals, EXIT_ERROR};
+
 /// `--timeout` passed before the lock came.
 const EXIT_TIMEOUT: i32 = 2;
 /// The lock (or the session an election needs) was lost.
 const EXIT_LOST: i32 = 3;
-/// The shells' status for a command that cannot be run, and for one that is not found.
-const EXIT_CANNOT_RUN: i32 = 126;
-const EXIT_NOT_FOUND: i32 = 127;
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
 
 /// How long releasing the lock or closing the session may take on the way out (a server that is
 /// gone expires the session by itself).
@@ -151,30 +139,6 @@ fn in_runtime(work: impl Future<Output = i32>) -> i32 {
     code
 }
 
-/// SIGTERM and SIGINT, caught from the start so that neither kills rookery before it releases.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The next SIGTERM or SIGINT: its number.
-    async fn next(&mut self) -> i32 {
-        tokio::select! {
-            Some(()) = self.term.recv() => SIGTERM,
-            Some(()) = self.int.recv() => SIGINT,
-            else => std::future::pending().await,
-        }
-    }
-}
-
 /// Prints one line on stdout at once (stdout may be a pipe another program reads line by line).
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -214,98 +178,6 @@ fn describe(loss: Loss) -> String {
         Loss::NewSession => "the session was replaced by a new one".to_owned(),
         Loss::NodeDeleted => "the lock's node was deleted".to_owned(),
         other => format!("{other:?}"),
-    }
-}
-
-/// The exit status a shell would give for `status`.
-fn code_of(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-/// A running command, in a process group of its own.
-struct Job {
-    child: tokio::process::Child,
-    group: Option<Pid>,
-}
-
-impl Job {
-    /// Starts `argv` with `env` added; on failure, the message is printed and the shell's exit
-    /// status returned.
-    fn spawn(argv: &[String], env: &[(&str, String)], what: &str) -> Result<Job, i32> {
-        let mut command = tokio::process::Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .process_group(0)
-            // Should rookery fail on the way, the command must not run on without the lock.
-            .kill_on_drop(true);
-        match command.spawn() {
-            Ok(child) => {
-                let group = child
-                    .id()
-                    .and_then(|id| i32::try_from(id).ok())
-                    .and_then(Pid::from_raw);
-                tracing::info!(command = %argv.join(" "), pid = ?child.id(), "command started");
-                Ok(Job { child, group })
-            }
-            Err(e) => {
-                eprintln!("rookery {what}: cannot run {}: {e}", argv[0]);
-                Err(match e.kind() {
-                    std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-                    _ => EXIT_CANNOT_RUN,
-                })
-            }
-        }
-    }
-
-    fn signal(&self, sig: Signal) {
-        if let Some(group) = self.group {
-            // ESRCH: the whole group is gone already.
-            if let Err(e) = kill_process_group(group, sig) {
-                tracing::debug!(error = %e, ?sig, "signalling the command's process group");
-            }
-        }
-    }
-
-    /// After the command exited: its leftovers in the group are told to stop too.
-    fn exited(&self, status: &std::io::Result<ExitStatus>) {
-        self.signal(Signal::TERM);
-        match status {
-            Ok(s) if s.success() => tracing::info!("command exited"),
-            Ok(s) => tracing::info!(status = %s, "command exited"),
-            Err(e) => tracing::warn!(error = %e, "waiting for the command"),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after `grace` or at the next signal to rookery. Returns the
-    /// command's exit status (1 when it could not be waited for) and the signal that came
-    /// meanwhile, if one did.
-    async fn stop(mut self, grace: Duration, signals: &mut Signals) -> (i32, Option<i32>) {
-        self.signal(Signal::TERM);
-        let mut interrupted = None;
-        let status = tokio::select! {
-            s = self.child.wait() => Some(s),
-            () = tokio::time::sleep(grace) => {
-                tracing::warn!(?grace, "the command is still running after SIGTERM: killing it");
-                None
-            }
-            sig = signals.next() => {
-                tracing::warn!("signalled again: killing the command");
-                interrupted = Some(sig);
-                None
-            }
-        };
-        let status = match status {
-            Some(s) => s,
-            None => {
-                self.signal(Signal::KILL);
-                self.child.wait().await
-            }
-        };
-        self.exited(&status);
-        (status.map_or(EXIT_ERROR, code_of), interrupted)
     }
 }
 
@@ -421,10 +293,7 @@ async fn run_holding(cmd: &LockCmd, guard: &mut LockGuard, signals: &mut Signals
         Err(code) => return code,
     };
     tokio::select! {
-        status = job.child.wait() => {
-            job.exited(&status);
-            status.map_or(EXIT_ERROR, code_of)
-        }
+        code = job.wait() => code,
         loss = guard.lost() => {
             eprintln!("lock lost: {}", describe(loss));
             job.stop(cmd.common.grace, signals).await;
@@ -601,10 +470,8 @@ async fn elect_loop(
                 watch = None;
                 poll = Some(poll_leader(latch, client, &cmd.path, true));
             }
-            status = async { job.as_mut().expect("guarded").child.wait().await }, if job.is_some() => {
-                if let Some(j) = job.take() {
-                    j.exited(&status);
-                }
+            _ = async { job.as_mut().expect("guarded").wait().await }, if job.is_some() => {
+                job = None;
                 tracing::info!("the command exited while leading: it is started again at the next leadership");
             }
             sig = signals.next() => {

@@ -1,11 +1,22 @@
 //! `rookery sidecar`: flags and `ROOKERY_SIDECAR_*` variables over a TOML file, the runtime,
 //! and SIGTERM/SIGINT as the start of the lame-duck shutdown.
+//!
+//! With a COMMAND (after `--`) the sidecar also starts the service and supervises it, so that
+//! one container (one network namespace, one PID 1) holds both and scales as one: the service
+//! starts first (it is registered once its health checks pass); on SIGTERM the sidecar's lame
+//! duck runs to its end (deregistered, the removal propagated, in-flight requests drained)
+//! while the service still serves, and only then is the service sent SIGTERM; if the service
+//! exits by itself, the sidecar deregisters it and exits with its status.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use rookery_bench::parse_duration;
 use rookery_sidecar::{Config, Override};
 use tokio_util::sync::CancellationToken;
+
+use crate::job::{Job, Signals};
 
 /// Flags of `rookery sidecar`. Each has an environment variable; any other setting of the TOML
 /// file is reachable with `--set KEY=VALUE`.
@@ -26,7 +37,8 @@ pub(crate) struct SidecarCmd {
     /// The local service's address (health-checked; the inbound listener's target).
     #[arg(long, env = "ROOKERY_SIDECAR_APP", value_name = "IP:PORT")]
     app: Option<String>,
-    /// The address written into the registry (default: the app's IP).
+    /// The address written into the registry (default: the app's IP; `auto`: the host's first
+    /// non-loopback address).
     #[arg(long, env = "ROOKERY_SIDECAR_ADVERTISE", value_name = "HOST")]
     advertise: Option<String>,
     /// Health-check with an HTTP GET of this path (default: a TCP connect).
@@ -64,6 +76,12 @@ pub(crate) struct SidecarCmd {
         value_name = "KEY=VALUE"
     )]
     set: Vec<String>,
+    /// With a COMMAND: how long it has to exit after SIGTERM before it is sent SIGKILL.
+    #[arg(long, env = "ROOKERY_SIDECAR_GRACE", default_value = "10s", value_parser = parse_duration)]
+    grace: Duration,
+    /// The service to start and supervise (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 impl SidecarCmd {
@@ -97,8 +115,9 @@ impl SidecarCmd {
     }
 }
 
-/// Runs the sidecar until SIGTERM or SIGINT, then its lame-duck shutdown.
-pub(crate) fn run(cmd: SidecarCmd) -> anyhow::Result<()> {
+/// Runs the sidecar until SIGTERM or SIGINT (or until its COMMAND exits), then its lame-duck
+/// shutdown; returns the exit status.
+pub(crate) fn run(cmd: SidecarCmd) -> anyhow::Result<i32> {
     let config = cmd.config()?;
     let mut runtime = if config.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -111,19 +130,53 @@ pub(crate) fn run(cmd: SidecarCmd) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
-        let stop = CancellationToken::new();
-        let signalled = stop.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    runtime.block_on(supervise(config, cmd.command, cmd.grace))
+}
+
+async fn supervise(config: Config, command: Vec<String>, grace: Duration) -> anyhow::Result<i32> {
+    let mut signals = Signals::new().context("installing the SIGTERM and SIGINT handlers")?;
+    let mut job = match command.is_empty() {
+        true => None,
+        false => match Job::spawn(&command, &[], "sidecar") {
+            Ok(job) => Some(job),
+            Err(code) => return Ok(code),
+        },
+    };
+    let stop = CancellationToken::new();
+    let sidecar = rookery_sidecar::run(config, stop.clone());
+    tokio::pin!(sidecar);
+    // The command's status once it has exited by itself.
+    let mut exited = None;
+    tokio::select! {
+        result = &mut sidecar => {
+            // Only a failure ends the sidecar before it is told to stop.
+            if let Some(job) = job {
+                job.stop(grace, &mut signals).await;
             }
-            signalled.cancel();
-        });
-        rookery_sidecar::run(config, stop).await?;
-        Ok(())
-    })
+            result?;
+            return Ok(0);
+        }
+        sig = signals.next() => tracing::info!(signal = sig, "lame duck: shutting down"),
+        code = async { job.as_mut().expect("guarded").wait().await }, if job.is_some() => {
+            tracing::warn!(status = code, "the service exited: deregistering it");
+            exited = Some(code);
+            job = None;
+        }
+    }
+    stop.cancel();
+    // A second signal during the lame duck cuts it short.
+    let result = tokio::select! {
+        result = &mut sidecar => result,
+        sig = signals.next() => {
+            tracing::warn!(signal = sig, "signalled again: leaving without draining");
+            Ok(())
+        }
+    };
+    let code = match (job, exited) {
+        (Some(job), _) => job.stop(grace, &mut signals).await.0,
+        (None, Some(code)) => code,
+        (None, None) => 0,
+    };
+    result?;
+    Ok(code)
 }

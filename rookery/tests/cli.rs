@@ -206,3 +206,35 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `rookery probe`: the health check of FROM-scratch containers (no shell, no nc).
+#[test]
+fn probe_checks_ruok_and_http_and_fails_clearly() {
+    let server = start_rookery(&[]);
+    let probe = |target: &str| {
+        Command::new(rookery_bin())
+            .args(["probe", target, "--timeout", "2s"])
+            .output()
+            .unwrap()
+    };
+    let ok = probe(&server.addr.to_string());
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("imok"));
+
+    let closed = format!("127.0.0.1:{}", free_port());
+    let refused = probe(&closed);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("connecting"));
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args = ["--listen".to_string(), addr.to_string()];
+    let demo = start_program(&workspace_example("demo-service"), &args, &[], addr);
+    assert!(probe(&format!("http://{addr}/health")).status.success());
+    let failing = probe(&format!("http://{addr}/status/503"));
+    assert_eq!(failing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("503"));
+    // A server that is not ZooKeeper: an HTTP server answers ruok with no imok.
+    let not_zk = probe(&addr.to_string());
+    assert_eq!(not_zk.status.code(), Some(1));
+    drop(demo);
+}

@@ -113,7 +113,8 @@ pub struct ServiceConfig {
     pub id: Option<String>,
     /// The local service's address: health-checked, and where inbound requests go.
     pub app: SocketAddr,
-    /// The address written into the registry (default: the app's IP).
+    /// The address written into the registry (default: the app's IP; `auto`: the host's first
+    /// non-loopback address, as Curator's `ServiceInstanceBuilder` picks it).
     #[serde(default)]
     pub advertise: Option<String>,
     /// The port written into the registry (default: a plain inbound listener's port if there

@@ -18,16 +18,40 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ServiceConfig};
 use crate::view::View;
 
+/// `service.advertise = "auto"`: the host's first non-loopback address, as Curator's
+/// `ServiceInstanceBuilder` picks one (a container's address on its network).
+pub const ADVERTISE_AUTO: &str = "auto";
+
+/// The first non-loopback address of this host's interfaces (IPv4 first).
+fn local_ip() -> Option<std::net::IpAddr> {
+    let addrs = match if_addrs::get_if_addrs() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the network interfaces");
+            return None;
+        }
+    };
+    let usable = || addrs.iter().filter(|a| !a.is_loopback()).map(|a| a.ip());
+    usable().find(|ip| ip.is_ipv4()).or_else(|| usable().next())
+}
+
 /// The instance `service` describes.
 pub fn instance(service: &ServiceConfig, config: &Config) -> ServiceInstance {
     let id = service
         .id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let address = service
-        .advertise
-        .clone()
-        .unwrap_or_else(|| service.app.ip().to_string());
+    let address = match service.advertise.as_deref() {
+        Some(ADVERTISE_AUTO) => local_ip().map_or_else(
+            || {
+                tracing::warn!("no non-loopback address found: advertising the app's address");
+                service.app.ip().to_string()
+            },
+            |ip| ip.to_string(),
+        ),
+        Some(address) => address.to_owned(),
+        None => service.app.ip().to_string(),
+    };
     // An inbound listener fronts the service: a plain one is its port, a TLS one its
     // `sslPort` (and the app's own port stays the plain port).
     let inbound = config.inbound.as_ref();

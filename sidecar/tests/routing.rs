@@ -190,9 +190,15 @@ async fn killing_an_instance_shifts_traffic_with_no_failed_get() {
 async fn lame_duck_shutdown_fails_no_request() {
     let zk = start_rookery(&[]);
     let zk_addr = zk.addr.to_string();
-    let (a, b) = (backend("a"), backend("b"));
+    let a = backend("a");
     let sa = registering(&zk_addr, &a, "web", &[]);
-    let mut sb = registering(&zk_addr, &b, "web", &["--set", "drain.propagation_ms=1500"]);
+    // b runs under its sidecar (`rookery sidecar -- demo-service ...`), which stops it last.
+    let (mut sb, b_addr) = supervising(
+        &zk_addr,
+        "b",
+        "web",
+        &["--set", "drain.propagation_ms=1500"],
+    );
     let client = sidecar(&zk_addr, &[]);
     for s in [&sa, &sb, &client] {
         ready(s).await;
@@ -218,8 +224,11 @@ async fn lame_duck_shutdown_fails_no_request() {
         .wait_exit(WAIT)
         .expect("the sidecar exits after its drain");
     assert!(status.success(), "{status}: {}", sb.proc.log());
-    // The service itself stops after its sidecar: nobody sends it anything by then.
-    b.proc.kill();
+    // The service was stopped after the drain, by its sidecar.
+    assert!(
+        std::net::TcpStream::connect(b_addr).is_err(),
+        "b still listens after its sidecar exited"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let (sent, failures) = traffic.await.unwrap();
@@ -234,6 +243,59 @@ async fn lame_duck_shutdown_fails_no_request() {
         log.contains("lame duck") && log.contains("unregistered"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_supervised_service_that_exits_is_unregistered_and_its_status_returned() {
+    let zk = start_rookery(&[]);
+    let zk_addr = zk.addr.to_string();
+    let (mut sa, a_addr) = supervising(&zk_addr, "a", "web", &[]);
+    let client = sidecar(&zk_addr, &[]);
+    ready(&sa).await;
+    healthy(&client, "web", &["a"]).await;
+    // demo-service exits 0 on SIGTERM; sent to it alone, its sidecar sees it exit by itself.
+    let pattern = format!(
+        "^{} --listen {a_addr}",
+        workspace_example("demo-service").display()
+    );
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &pattern])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("demo-service runs")
+        .to_owned();
+    std::process::Command::new("kill")
+        .args(["-s", "TERM", &pid])
+        .status()
+        .unwrap();
+    let status = sa
+        .proc
+        .wait_exit(WAIT)
+        .expect("the sidecar exits with its service");
+    assert_eq!(status.code(), Some(0), "{}", sa.proc.log());
+    assert!(
+        sa.proc.log().contains("the service exited"),
+        "{}",
+        sa.proc.log()
+    );
+    // Deregistered on the way out, not left to a session expiry.
+    let zkc = Client::connect(&zk_addr).await.unwrap();
+    // (The service's node is a container: once empty, the server may remove it.)
+    match zkc.get_children("/services/web").await {
+        Ok(left) => assert!(left.is_empty(), "still registered: {left:?}"),
+        Err(e) => assert_eq!(e, rookery_client::Error::NoNode),
+    }
+    // The client's sidecar lets it go (one instance of one is a mass removal, applied once
+    // confirmed).
+    eventually(WAIT, "the client's sidecar to drop a", || async {
+        endpoints(&client).await["services"]["web"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.is_empty())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -74,6 +75,22 @@ def rookery(server_factory) -> servers.Server:
 def any_server(request, server_factory) -> servers.Server:
     """Parametrised over both implementations: ids [zookeeper] / [rookery]."""
     return server_factory(request.param, super_password=SUPER_PASSWORD)
+
+
+DOCKER_TAG = "compat-test"
+DOCKER_IMAGES = ["rookery", "rookery-demo-service", "rookery-demo-client"]
+
+
+@pytest.fixture(scope="session")
+def docker_tag() -> str:
+    """Builds the FROM-scratch images once per run (scripts/docker-build.sh) under a tag of
+    their own, and removes them at the end: `rookery:<tag>` and the demo service's and client's."""
+    env = {**os.environ, "ROOKERY_TAG": DOCKER_TAG}
+    subprocess.run([str(servers.REPO_ROOT / "scripts" / "docker-build.sh")], check=True, env=env,
+                   timeout=1800)
+    yield DOCKER_TAG
+    subprocess.run(["docker", "rmi", "-f", *(f"{i}:{DOCKER_TAG}" for i in DOCKER_IMAGES)],
+                   capture_output=True, timeout=120)
 
 
 def _on_sigterm(signum, frame):

@@ -9,9 +9,6 @@ needs `docker compose` or `docker-compose`). Single containers use the host netw
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import subprocess
 import threading
 import time
@@ -21,28 +18,12 @@ from typing import Dict, List, Optional
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError
 
+from dockerkit import (Project, compose_command, docker_ok, free_ports, srvr_mode, stop_client,
+                       try_write, wait_for)
 from servers import REPO_ROOT, free_port, four_letter
 
-IMAGE = "rookery:compat-test"
-
-
-def docker_ok() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-
-
 pytestmark = pytest.mark.skipif(not docker_ok(), reason="no Docker engine")
-
-
-@pytest.fixture(scope="module")
-def image():
-    env = {**os.environ, "ROOKERY_IMAGE": IMAGE}
-    subprocess.run([str(REPO_ROOT / "scripts" / "docker-build.sh")], check=True, env=env, timeout=900)
-    yield IMAGE
-    subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True, timeout=60)
 
 
 def wait_ruok(port: int, timeout: float = 20.0) -> None:
@@ -54,7 +35,8 @@ def wait_ruok(port: int, timeout: float = 20.0) -> None:
     raise AssertionError("container did not answer ruok")
 
 
-def test_image_serves_and_keeps_data_across_restarts(image, tmp_path: Path):
+def test_image_serves_and_keeps_data_across_restarts(docker_tag, tmp_path: Path):
+    image = f"rookery:{docker_tag}"
     port = free_port()
     cfg = tmp_path / "zoo.cfg"
     cfg.write_text(f"tickTime=2000\ndataDir=/data\nclientPort={port}\nclientPortAddress=127.0.0.1\n")
@@ -89,64 +71,17 @@ def test_image_serves_and_keeps_data_across_restarts(image, tmp_path: Path):
 
 COMPOSE_FILE = REPO_ROOT / "docker" / "compose.yml"
 MEMBERS = ["rookery1", "rookery2", "rookery3"]
-MODE = re.compile(r"^Mode: (leader|follower|observer)$", re.M)
 
 
-def compose_command() -> Optional[List[str]]:
-    """`docker compose` (the CLI plugin) or the standalone `docker-compose`, whichever exists."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
+class Ensemble(Project):
+    """docker/compose.yml on free host ports."""
 
-
-def srvr_mode(port: int) -> Optional[str]:
-    m = MODE.search(four_letter("127.0.0.1", port, "srvr"))
-    return m.group(1) if m else None
-
-
-def free_ports(n: int) -> List[int]:
-    ports: List[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-def stop_client(zk: Optional[KazooClient]) -> None:
-    if zk is None:
-        return
-    try:
-        zk.stop()
-        zk.close()
-    except Exception:  # noqa: BLE001 - best effort in cleanup
-        pass
-
-
-class Ensemble:
-    """One `docker compose -p <unique> -f docker/compose.yml` project on free host ports."""
-
-    def __init__(self, compose: List[str], image: str) -> None:
-        self.compose = compose
-        self.project = f"rookerytest{uuid.uuid4().hex[:10]}"
+    def __init__(self, compose: List[str], tag: str) -> None:
         self.ports: Dict[str, int] = dict(zip(MEMBERS, free_ports(len(MEMBERS))))
-        self.env = {**os.environ, "ROOKERY_IMAGE": image}
+        env = {"ROOKERY_TAG": tag}
         for i, name in enumerate(MEMBERS, 1):
-            self.env[f"ROOKERY{i}_PORT"] = str(self.ports[name])
-
-    def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = [*self.compose, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        return r
-
-    def container(self, member: str) -> str:
-        cid = self.run("ps", "-q", member).stdout.strip()
-        assert cid, f"no container for {member}"
-        return cid
+            env[f"ROOKERY{i}_PORT"] = str(self.ports[name])
+        super().__init__(compose, COMPOSE_FILE, env)
 
     def modes(self) -> Dict[str, Optional[str]]:
         return {m: srvr_mode(p) for m, p in self.ports.items()}
@@ -154,49 +89,12 @@ class Ensemble:
     def hosts(self, members: List[str]) -> str:
         return ",".join(f"127.0.0.1:{self.ports[m]}" for m in members)
 
-    def logs(self) -> str:
-        try:
-            r = self.run("logs", "--no-color", "--tail", "80", timeout=60, check=False)
-            return r.stdout + r.stderr
-        except Exception as e:  # noqa: BLE001 - diagnostics only
-            return f"<no logs: {e}>"
 
-    def down(self) -> None:
-        # Containers, the network and the named volumes, whatever state the test left.
-        self.run("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
-
-
-def wait_for(what: str, predicate, timeout: float, ensemble: Ensemble, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} within {timeout:.0f} s; srvr modes {ensemble.modes()}")
-        time.sleep(interval)
-
-
-def try_write(hosts: str, path: str) -> bool:
-    """One attempt, on a fresh session, to create `path` through `hosts`; True once it is done."""
-    zk = KazooClient(hosts=hosts, timeout=10)
-    try:
-        zk.start(timeout=5)
-        zk.create_async(path, b"after", makepath=True).get(timeout=10)
-        return True
-    except NodeExistsError:
-        return True  # an earlier attempt whose answer was lost did create it
-    except Exception:  # noqa: BLE001 - the ensemble may still be electing
-        return False
-    finally:
-        stop_client(zk)
-
-
-def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(image):
+def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(docker_tag):
     compose = compose_command()
     if compose is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    ens = Ensemble(compose, image)
+    ens = Ensemble(compose, docker_tag)
     clients: List[KazooClient] = []
     stop_writer = threading.Event()
     writer: Optional[threading.Thread] = None
@@ -211,7 +109,7 @@ def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(im
         ens.run("up", "-d")
         # Every member elected: one leader, two followers.
         wait_for("all three members report a Mode line",
-                 lambda: all(ens.modes().values()), 120, ens)
+                 lambda: all(ens.modes().values()), 120, ens.modes)
         modes = ens.modes()
         assert sorted(modes.values()) == ["follower", "follower", "leader"], modes
 
@@ -248,7 +146,7 @@ def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(im
 
         writer = threading.Thread(target=write_during, name="write-during-failover", daemon=True)
         writer.start()
-        wait_for("the writer gets 20 writes acknowledged", lambda: len(during) >= 20, 60, ens, 0.05)
+        wait_for("the writer gets 20 writes acknowledged", lambda: len(during) >= 20, 60, ens.modes, 0.05)
 
         subprocess.run(["docker", "kill", ens.container(leader)], check=True,
                        capture_output=True, timeout=60)
@@ -256,7 +154,7 @@ def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(im
 
         # The survivors elect a new leader and take writes again.
         wait_for("a client of the two survivors can write again",
-                 lambda: try_write(ens.hosts(survivors), "/ensemble-test/after-failover"), 120, ens, 1)
+                 lambda: try_write(ens.hosts(survivors), "/ensemble-test/after-failover"), 120, ens.modes, 1)
         modes = {m: srvr_mode(ens.ports[m]) for m in survivors}
         assert sorted(modes.values()) == ["follower", "leader"], modes
 

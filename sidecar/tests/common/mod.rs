@@ -105,6 +105,29 @@ pub fn registering(zk: &str, backend: &Backend, service: &str, extra: &[&str]) -
     sidecar(zk, &args)
 }
 
+/// A sidecar that starts `demo-service` named `name` itself (`rookery sidecar -- demo-service
+/// ...`) and registers it as an instance of `service`; the service's address.
+pub fn supervising(zk: &str, name: &str, service: &str, extra: &[&str]) -> (Sidecar, SocketAddr) {
+    let app = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (app_s, demo) = (
+        app.to_string(),
+        workspace_example("demo-service").display().to_string(),
+    );
+    let mut args = vec![
+        "--service",
+        service,
+        "--id",
+        name,
+        "--app",
+        &app_s,
+        "--health-http",
+        "/health",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", &demo, "--listen", &app_s, "--name", name]);
+    (sidecar(zk, &args), app)
+}
+
 /// An HTTP/1.1 client with pooled connections.
 #[derive(Clone)]
 pub struct Http(Client<HttpConnector, Full<Bytes>>);
