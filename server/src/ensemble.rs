@@ -41,8 +41,10 @@ pub const TICKS_PER_TICK: u32 = 10;
 /// their requests from 1 up).
 const REVALIDATE_CXID: i32 = i32::MIN;
 
-/// How many refused learner connections a leader remembers.
-const MAX_REFUSED: usize = 4096;
+/// How many learner connections a leader remembers the forwarding order of (the most recently
+/// started first). A forgotten connection's next request is refused unless it is its first: its
+/// client reconnects, which is safe.
+const MAX_FORWARDING_CONNS: usize = 1 << 16;
 
 /// The ensemble side of the request processor.
 pub struct Ensemble {
@@ -77,35 +79,55 @@ pub struct Ensemble {
     /// snapshot starts meanwhile: one written before the install has cut the old log would sit
     /// beside that log's divergent tail.
     install_seq: Option<u64>,
-    /// As leader: learners' connections (learner, connection) one of whose forwarded requests was
-    /// refused; their later ones are refused too (see [`Relay::Forward`]). The most recent
-    /// [`MAX_REFUSED`], oldest forgotten first: a refused connection is closed by its learner,
-    /// so only requests already in flight can still come.
-    refused: Refused,
+    /// As leader: each learner connection's forwarding order (see [`Relay::Forward`]).
+    forwarding: ForwardOrder,
 }
 
-/// A bounded set of refused (learner, connection) pairs that forgets the oldest first.
+/// A leader's view of its learners' connections (learner, connection): the number of the next
+/// request each may forward, or refused for good. A request out of order (one before it was
+/// lost on the way) is refused, and so is every later one of its connection: a session's
+/// writes never commit with a gap. Bounded: the oldest connection is forgotten first.
 #[derive(Debug, Default)]
-struct Refused {
-    set: HashSet<(PeerId, u64)>,
+struct ForwardOrder {
+    next: HashMap<(PeerId, u64), u64>,
     order: VecDeque<(PeerId, u64)>,
 }
 
-impl Refused {
-    fn insert(&mut self, key: (PeerId, u64)) {
-        if self.set.insert(key) {
+/// `ForwardOrder::next` of a refused connection.
+const REFUSED: u64 = u64::MAX;
+
+impl ForwardOrder {
+    /// Whether request `seq` of `key` may be proposed: it is the next one, and none of the
+    /// connection was refused. Counts it if so.
+    fn admit(&mut self, key: (PeerId, u64), seq: u64) -> bool {
+        let next = self.next.get(&key).copied().unwrap_or(0);
+        if next == REFUSED || seq != next {
+            return false;
+        }
+        self.set(key, seq + 1);
+        true
+    }
+
+    /// Refuses every later request of `key`.
+    fn refuse(&mut self, key: (PeerId, u64)) {
+        self.set(key, REFUSED);
+    }
+
+    fn set(&mut self, key: (PeerId, u64), next: u64) {
+        if self.next.insert(key, next).is_none() {
             self.order.push_back(key);
-            if self.order.len() > MAX_REFUSED {
+            if self.order.len() > MAX_FORWARDING_CONNS {
                 if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
+                    self.next.remove(&old);
                 }
             }
         }
-        debug_assert_eq!(self.set.len(), self.order.len());
+        debug_assert_eq!(self.next.len(), self.order.len());
     }
 
-    fn contains(&self, key: &(PeerId, u64)) -> bool {
-        self.set.contains(key)
+    fn clear(&mut self) {
+        self.next.clear();
+        self.order.clear();
     }
 }
 
@@ -134,7 +156,7 @@ impl Ensemble {
             performing: false,
             touched: HashSet::new(),
             install_seq: None,
-            refused: Refused::default(),
+            forwarding: ForwardOrder::default(),
         }
     }
 
@@ -463,6 +485,8 @@ impl Core {
         match role {
             RoleChange::Looking => {}
             RoleChange::Leading { .. } => {
+                // Learners' connections were all closed at the change of leader.
+                self.ens().forwarding.clear();
                 // Followers' touches did not reach this member: every session gets a full
                 // timeout from now, and anything it was closing before is open again (its close
                 // may never have committed).
@@ -574,10 +598,15 @@ impl Core {
         // the commit removes it everywhere; if the leader refuses it, the session stays usable.
         let mut body = Vec::new();
         req.encode(&mut body);
+        let seq = self.conns.get_mut(&conn_id).map_or(0, |c| {
+            c.forwarded += 1;
+            c.forwarded - 1
+        });
         let msg = Relay::Forward {
             session_id,
             cxid: q.xid,
             conn: conn_id,
+            seq,
             ids,
             op: req.op_code().code(),
             body: Bytes::from(body),
@@ -782,6 +811,7 @@ impl Core {
             session_id,
             cxid,
             conn,
+            seq,
             ids,
             op,
             body,
@@ -791,9 +821,18 @@ impl Core {
         };
         let now = self.now_ms();
         let req = Request::decode(op, &mut Reader::new(&body));
-        let refused_before = self.ens().refused.contains(&(from, conn));
+        let in_order = self.ens().forwarding.admit((from, conn), seq);
+        if !in_order {
+            tracing::debug!(
+                peer = from,
+                conn,
+                seq,
+                "a forwarded request out of order (an earlier one was lost, or one was refused): \
+                 refusing it"
+            );
+        }
         let ok = match req {
-            _ if refused_before => false,
+            _ if !in_order => false,
             Ok(req) if self.sessions.touch(session_id, now) => {
                 let (txn, changes) = self.prepare(session_id, &ids, &req);
                 self.propose(session_id, cxid, txn, Some(changes), Plan::Internal)
@@ -805,7 +844,7 @@ impl Core {
             }
         };
         if !ok {
-            self.ens().refused.insert((from, conn));
+            self.ens().forwarding.refuse((from, conn));
             self.send_relay(from, Relay::Rejected { session_id, cxid });
         }
     }
@@ -845,18 +884,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refused_connections_are_remembered_up_to_a_bound() {
-        let mut r = Refused::default();
-        r.insert((2, 7));
-        r.insert((2, 7));
-        assert!(r.contains(&(2, 7)));
-        assert!(!r.contains(&(3, 7)));
-        for conn in 0..(MAX_REFUSED as u64 + 10) {
-            r.insert((3, conn));
+    fn forwarded_requests_are_admitted_in_order_only_and_a_gap_refuses_the_rest() {
+        let mut f = ForwardOrder::default();
+        assert!(f.admit((2, 7), 0));
+        assert!(f.admit((2, 7), 1));
+        assert!(f.admit((3, 7), 0), "connections are per learner");
+        // Request 2 was lost on the way: 3 is refused, and so is everything after it.
+        assert!(!f.admit((2, 7), 3));
+        assert!(!f.admit((2, 7), 2));
+        assert!(!f.admit((2, 7), 4));
+        // A connection that starts past 0 lost its first request.
+        assert!(!f.admit((2, 8), 1));
+        // A refused connection stays refused.
+        assert!(f.admit((3, 9), 0));
+        f.refuse((3, 9));
+        assert!(!f.admit((3, 9), 1));
+    }
+
+    #[test]
+    fn forwarding_order_is_remembered_up_to_a_bound() {
+        let mut f = ForwardOrder::default();
+        f.refuse((2, 7));
+        for conn in 0..(MAX_FORWARDING_CONNS as u64 + 10) {
+            assert!(f.admit((3, conn), 0));
         }
-        assert_eq!(r.set.len(), MAX_REFUSED);
-        assert!(!r.contains(&(2, 7)), "the oldest is forgotten first");
-        assert!(r.contains(&(3, MAX_REFUSED as u64 + 9)));
+        assert_eq!(f.next.len(), MAX_FORWARDING_CONNS);
+        // The oldest is forgotten first: its request 0 would be admitted again, its later ones not.
+        assert!(f.admit((2, 7), 0));
+        assert!(f.admit((3, MAX_FORWARDING_CONNS as u64 + 9), 1));
+        assert!(!f.admit((3, 0), 1), "forgotten: only a first request is admitted");
     }
 
     #[test]

@@ -187,6 +187,12 @@ pub struct Conn {
     establishing: bool,
     /// Its writes prepared but not yet applied.
     pub(crate) inflight_writes: usize,
+    /// As a learner's connection: the number of its next forwarded write ([`Relay::Forward`]'s
+    /// `seq`). Its connections are closed whenever the leader changes, so one count spans one
+    /// leader.
+    ///
+    /// [`Relay::Forward`]: crate::quorum::relay::Relay::Forward
+    pub(crate) forwarded: u64,
     /// Requests waiting behind those writes, in arrival order.
     queue: VecDeque<Queued>,
 }
@@ -539,6 +545,7 @@ impl Core {
                 stats,
                 establishing: false,
                 inflight_writes: 0,
+                forwarded: 0,
                 queue: VecDeque::new(),
             },
         );

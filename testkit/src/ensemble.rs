@@ -89,7 +89,8 @@ pub struct Ensemble {
     pub root: tempfile::TempDir,
     pub members: Vec<Member>,
     /// (from, to, proxy) for each direction and port, when proxied.
-    proxies: Vec<(usize, usize, Proxy)>,
+    /// (from, to, quorum port or election port, the proxy of that link).
+    proxies: Vec<(usize, usize, bool, Proxy)>,
 }
 
 impl Drop for Ensemble {
@@ -134,8 +135,8 @@ impl Ensemble {
                     let pq = Proxy::start(m.quorum).await;
                     let pe = Proxy::start(m.election).await;
                     let addrs = (pq.addr, pe.addr);
-                    proxies.push((i, j, pq));
-                    proxies.push((i, j, pe));
+                    proxies.push((i, j, true, pq));
+                    proxies.push((i, j, false, pe));
                     addrs
                 };
                 assert_eq!(q.ip(), e.ip());
@@ -289,7 +290,7 @@ impl Ensemble {
     /// Cuts member `i` off from every other member (both directions, both ports).
     pub fn isolate(&self, i: usize) {
         assert!(!self.proxies.is_empty(), "start the ensemble with proxied");
-        for (from, to, p) in &self.proxies {
+        for (from, to, _, p) in &self.proxies {
             if *from == i || *to == i {
                 p.refuse();
             }
@@ -298,9 +299,19 @@ impl Ensemble {
 
     /// Restores every link.
     pub fn heal(&self) {
-        for (_, _, p) in &self.proxies {
+        for (_, _, _, p) in &self.proxies {
             p.restore();
         }
+    }
+
+    /// The proxy that carries member `from`'s connection to member `to`'s quorum port (where
+    /// `from` sends its ZAB messages and forwarded requests to `to`).
+    pub fn quorum_link(&self, from: usize, to: usize) -> &Proxy {
+        self.proxies
+            .iter()
+            .find(|(f, t, quorum, _)| *f == from && *t == to && *quorum)
+            .map(|(_, _, _, p)| p)
+            .expect("start the ensemble with proxied")
     }
 
     /// Every member's log, for failure messages.

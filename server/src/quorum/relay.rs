@@ -26,6 +26,10 @@ pub enum Relay {
         /// connection, it refuses that connection's later ones too, so a session's writes never
         /// commit with a gap.
         conn: u64,
+        /// The connection's forwarded requests are numbered from 0: the peer transport may drop
+        /// a frame (a full queue, a lost connection), so the leader refuses a request whose
+        /// number is not the next one, and every later one of the connection.
+        seq: u64,
         /// The connection's authenticated identities (ACL checks happen at the leader).
         ids: Vec<Id>,
         /// The request's opcode.
@@ -88,6 +92,7 @@ impl Relay {
                 session_id,
                 cxid,
                 conn,
+                seq,
                 ids,
                 op,
                 body,
@@ -96,6 +101,7 @@ impl Relay {
                 write_i64(out, *session_id);
                 write_i32(out, *cxid);
                 write_i64(out, *conn as i64);
+                write_i64(out, *seq as i64);
                 ids.clone().encode(out);
                 write_i32(out, *op);
                 write_buffer(out, Some(body));
@@ -152,6 +158,7 @@ impl Relay {
                 let session_id = r.read_i64()?;
                 let cxid = r.read_i32()?;
                 let conn = r.read_i64()? as u64;
+                let seq = r.read_i64()? as u64;
                 let ids = Vec::<Id>::decode(&mut r)?;
                 let op = r.read_i32()?;
                 let body = r.read_buffer()?.unwrap_or_default();
@@ -165,6 +172,7 @@ impl Relay {
                     session_id,
                     cxid,
                     conn,
+                    seq,
                     ids,
                     op,
                     body: Bytes::from(body),
@@ -238,6 +246,7 @@ mod tests {
                 session_id: 7,
                 cxid: 3,
                 conn: 11,
+                seq: 4,
                 ids: vec![Id {
                     scheme: "digest".into(),
                     id: "u:x".into(),
