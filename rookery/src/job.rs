@@ -66,7 +66,8 @@ impl Job {
             .args(&argv[1..])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .process_group(0)
-            // Should rookery fail on the way, the command must not run on without the lock.
+            // Should rookery fail on the way, the command must not run on without what rookery
+            // holds for it (a lock, a leadership, a sidecar).
             .kill_on_drop(true);
         match command.spawn() {
             Ok(child) => {

@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bytes::Bytes;
 use rookery_proto::{ConnectRequest, Reader, Request, Response};
 
+use crate::quorum::relay::NOT_A_CONNECTION;
 use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
 use crate::server::{Core, Plan, Queued, ReplyKind};
 use crate::storage::codec::decode_txn;
@@ -98,10 +99,11 @@ const REFUSED: u64 = u64::MAX;
 
 impl ForwardOrder {
     /// Whether request `seq` of `key` may be proposed: it is the next one, and none of the
-    /// connection was refused. Counts it if so.
+    /// connection was refused. Counts it if so; refuses the connection if not.
     fn admit(&mut self, key: (PeerId, u64), seq: u64) -> bool {
         let next = self.next.get(&key).copied().unwrap_or(0);
         if next == REFUSED || seq != next {
+            self.refuse(key);
             return false;
         }
         self.set(key, seq + 1);
@@ -448,6 +450,8 @@ impl Core {
                 Relay::Sync {
                     session_id,
                     cxid: REVALIDATE_CXID,
+                    conn: NOT_A_CONNECTION,
+                    seq: 0,
                 },
             );
         }
@@ -659,13 +663,22 @@ impl Core {
         session_id: i64,
         q: Queued,
     ) {
-        if let Some(c) = self.conns.get_mut(&conn_id) {
+        let seq = self.conns.get_mut(&conn_id).map_or(0, |c| {
             c.inflight_writes += 1;
-        }
+            c.forwarded += 1;
+            c.forwarded - 1
+        });
         let cxid = q.xid;
         let ens = self.ens();
-        ens.net
-            .send(leader, PeerMsg::Relay(Relay::Sync { session_id, cxid }));
+        ens.net.send(
+            leader,
+            PeerMsg::Relay(Relay::Sync {
+                session_id,
+                cxid,
+                conn: conn_id,
+                seq,
+            }),
+        );
         ens.forwarded_syncs.insert((session_id, cxid), (conn_id, q));
     }
 
@@ -732,7 +745,17 @@ impl Core {
                     self.sessions.touch(s, now);
                 }
             }
-            Relay::Sync { session_id, cxid } if leader => {
+            Relay::Sync {
+                session_id,
+                cxid,
+                conn,
+                seq,
+            } if leader => {
+                // In order among the connection's forwarded requests, as a write must be.
+                if conn != NOT_A_CONNECTION && !self.ens().forwarding.admit((from, conn), seq) {
+                    self.send_relay(from, Relay::Rejected { session_id, cxid });
+                    return;
+                }
                 let zxid = self.last_zxid;
                 self.send_relay(
                     from,
@@ -746,7 +769,9 @@ impl Core {
             Relay::Forward {
                 session_id, cxid, ..
             }
-            | Relay::Sync { session_id, cxid } => {
+            | Relay::Sync {
+                session_id, cxid, ..
+            } => {
                 // Not the leader (any more): the sender will find out by election.
                 self.send_relay(from, Relay::Rejected { session_id, cxid });
             }
@@ -912,7 +937,10 @@ mod tests {
         // The oldest is forgotten first: its request 0 would be admitted again, its later ones not.
         assert!(f.admit((2, 7), 0));
         assert!(f.admit((3, MAX_FORWARDING_CONNS as u64 + 9), 1));
-        assert!(!f.admit((3, 0), 1), "forgotten: only a first request is admitted");
+        assert!(
+            !f.admit((3, 0), 1),
+            "forgotten: only a first request is admitted"
+        );
     }
 
     #[test]

@@ -162,7 +162,11 @@ pub async fn run_with_backend(
         cfg.max_cnxns
     }));
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let mut next_conn: u64 = 1;
+    // Connection ids start at a random point: a leader tells its learners' connections apart by
+    // (learner, id) when it checks the order of their forwarded requests, and a learner that
+    // restarts must not reuse the ids of its previous run (2^62 apart from `u64::MAX`, which
+    // stands for no connection, and never 0).
+    let mut next_conn: u64 = (rand::random::<u64>() >> 2) | 1;
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {

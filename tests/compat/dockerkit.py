@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, TypeVar
 
+import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
@@ -35,6 +36,14 @@ def compose_command() -> Optional[List[str]]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     return None
+
+
+def compose_or_skip() -> List[str]:
+    """The compose command; skips the calling test where there is none."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    return compose
 
 
 def srvr_mode(port: int) -> Optional[str]:

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import pytest
 from kazoo.client import KazooClient
 
-from dockerkit import (Project, compose_command, docker_ok, free_ports, srvr_mode, srvr_zxid,
+from dockerkit import (Project, compose_or_skip, docker_ok, free_ports, srvr_mode, srvr_zxid,
                        stop_client, try_write, wait_for)
 from servers import REPO_ROOT
 
@@ -105,9 +105,7 @@ def failed(after: dict, before: dict) -> int:
 
 
 def test_the_whole_system_scales_fails_over_and_heals(docker_tag):
-    compose = compose_command()
-    if compose is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    compose = compose_or_skip()
     system = System(compose, docker_tag)
     clients: List[KazooClient] = []
     try:

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import pytest
 from kazoo.client import KazooClient
 
-from dockerkit import (Project, compose_command, docker_ok, free_ports, srvr_mode, stop_client,
+from dockerkit import (Project, compose_or_skip, docker_ok, free_ports, srvr_mode, stop_client,
                        try_write, wait_for)
 from servers import REPO_ROOT, free_port, four_letter
 
@@ -91,9 +91,7 @@ class Ensemble(Project):
 
 
 def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(docker_tag):
-    compose = compose_command()
-    if compose is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    compose = compose_or_skip()
     ens = Ensemble(compose, docker_tag)
     clients: List[KazooClient] = []
     stop_writer = threading.Event()

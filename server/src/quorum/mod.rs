@@ -582,6 +582,8 @@ mod tests {
             PeerMsg::Relay(Relay::Sync {
                 session_id: 1,
                 cxid: 2,
+                conn: relay::NOT_A_CONNECTION,
+                seq: 0,
             }),
             PeerMsg::Zab(zab::Message::Peer {
                 session: 1,

@@ -10,6 +10,8 @@ use rookery_proto::Id;
 
 /// The largest forwarded request body: a client frame can be no larger.
 const MAX_BODY_LEN: usize = 64 << 20;
+/// [`Relay::Sync`]'s `conn` when no client connection sent it.
+pub const NOT_A_CONNECTION: u64 = u64::MAX;
 /// The most sessions one touch message carries.
 pub const MAX_TOUCHES: usize = 100_000;
 
@@ -26,9 +28,9 @@ pub enum Relay {
         /// connection, it refuses that connection's later ones too, so a session's writes never
         /// commit with a gap.
         conn: u64,
-        /// The connection's forwarded requests are numbered from 0: the peer transport may drop
-        /// a frame (a full queue, a lost connection), so the leader refuses a request whose
-        /// number is not the next one, and every later one of the connection.
+        /// The connection's forwarded requests (writes and syncs) are numbered from 0: the peer
+        /// transport may drop a frame (a full queue, a lost connection), so the leader refuses a
+        /// request whose number is not the next one, and every later one of the connection.
         seq: u64,
         /// The connection's authenticated identities (ACL checks happen at the leader).
         ids: Vec<Id>,
@@ -57,6 +59,12 @@ pub enum Relay {
         session_id: i64,
         /// The request's xid.
         cxid: i32,
+        /// The follower's connection, and the sync's number among its forwarded requests (one
+        /// numbering with [`Relay::Forward`]'s): [`NOT_A_CONNECTION`] for a session's
+        /// revalidation, which is not a client's request.
+        conn: u64,
+        /// The number.
+        seq: u64,
     },
     /// Leader → follower: the sync is answered once the follower has applied `zxid`.
     Synced {
@@ -123,10 +131,17 @@ impl Relay {
                     write_i64(out, *s);
                 }
             }
-            Relay::Sync { session_id, cxid } => {
+            Relay::Sync {
+                session_id,
+                cxid,
+                conn,
+                seq,
+            } => {
                 out.push(T_SYNC);
                 write_i64(out, *session_id);
                 write_i32(out, *cxid);
+                write_i64(out, *conn as i64);
+                write_i64(out, *seq as i64);
             }
             Relay::Synced {
                 session_id,
@@ -212,6 +227,8 @@ impl Relay {
             T_SYNC => Relay::Sync {
                 session_id: r.read_i64()?,
                 cxid: r.read_i32()?,
+                conn: r.read_i64()? as u64,
+                seq: r.read_i64()? as u64,
             },
             T_SYNCED => Relay::Synced {
                 session_id: r.read_i64()?,
@@ -265,6 +282,8 @@ mod tests {
             Relay::Sync {
                 session_id: 1,
                 cxid: 2,
+                conn: 3,
+                seq: 4,
             },
             Relay::Synced {
                 session_id: 1,
