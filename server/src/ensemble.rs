@@ -42,9 +42,9 @@ pub const TICKS_PER_TICK: u32 = 10;
 /// their requests from 1 up).
 const REVALIDATE_CXID: i32 = i32::MIN;
 
-/// How many learner connections a leader remembers the forwarding order of (the most recently
-/// started first). A forgotten connection's next request is refused unless it is its first: its
-/// client reconnects, which is safe.
+/// How many learner connections a leader remembers the forwarding order of (the least recently
+/// used is forgotten first). A forgotten connection's next request is refused unless it is its
+/// first: its client reconnects, which is safe.
 const MAX_FORWARDING_CONNS: usize = 1 << 16;
 
 /// The ensemble side of the request processor.
@@ -87,11 +87,15 @@ pub struct Ensemble {
 /// A leader's view of its learners' connections (learner, connection): the number of the next
 /// request each may forward, or refused for good. A request out of order (one before it was
 /// lost on the way) is refused, and so is every later one of its connection: a session's
-/// writes never commit with a gap. Bounded: the oldest connection is forgotten first.
+/// writes never commit with a gap. Bounded: the least recently used connection is forgotten
+/// first (a connection in use is never forgotten while fewer than the bound are).
 #[derive(Debug, Default)]
 struct ForwardOrder {
-    next: HashMap<(PeerId, u64), u64>,
-    order: VecDeque<(PeerId, u64)>,
+    /// Per connection: the next number, and the stamp of its last use.
+    next: HashMap<(PeerId, u64), (u64, u64)>,
+    /// Uses in order, oldest first; an entry whose stamp is no longer the connection's is stale.
+    uses: VecDeque<((PeerId, u64), u64)>,
+    stamp: u64,
 }
 
 /// `ForwardOrder::next` of a refused connection.
@@ -101,7 +105,7 @@ impl ForwardOrder {
     /// Whether request `seq` of `key` may be proposed: it is the next one, and none of the
     /// connection was refused. Counts it if so; refuses the connection if not.
     fn admit(&mut self, key: (PeerId, u64), seq: u64) -> bool {
-        let next = self.next.get(&key).copied().unwrap_or(0);
+        let next = self.next.get(&key).map_or(0, |&(n, _)| n);
         if next == REFUSED || seq != next {
             self.refuse(key);
             return false;
@@ -116,20 +120,29 @@ impl ForwardOrder {
     }
 
     fn set(&mut self, key: (PeerId, u64), next: u64) {
-        if self.next.insert(key, next).is_none() {
-            self.order.push_back(key);
-            if self.order.len() > MAX_FORWARDING_CONNS {
-                if let Some(old) = self.order.pop_front() {
-                    self.next.remove(&old);
-                }
+        self.stamp += 1;
+        self.next.insert(key, (next, self.stamp));
+        self.uses.push_back((key, self.stamp));
+        while self.next.len() > MAX_FORWARDING_CONNS {
+            let Some((old, stamp)) = self.uses.pop_front() else {
+                break;
+            };
+            if self.next.get(&old).is_some_and(|&(_, s)| s == stamp) {
+                self.next.remove(&old);
             }
         }
-        debug_assert_eq!(self.next.len(), self.order.len());
+        // Stale uses are dropped once they outnumber the live ones: amortized O(1) per use.
+        if self.uses.len() > 2 * MAX_FORWARDING_CONNS {
+            let next = &self.next;
+            self.uses
+                .retain(|(k, stamp)| next.get(k).is_some_and(|&(_, s)| s == *stamp));
+        }
+        debug_assert!(self.uses.len() >= self.next.len());
     }
 
     fn clear(&mut self) {
         self.next.clear();
-        self.order.clear();
+        self.uses.clear();
     }
 }
 
@@ -927,20 +940,29 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_order_is_remembered_up_to_a_bound() {
+    fn forwarding_order_forgets_the_least_recently_used_connection_first() {
         let mut f = ForwardOrder::default();
         f.refuse((2, 7));
-        for conn in 0..(MAX_FORWARDING_CONNS as u64 + 10) {
+        assert!(f.admit((1, 1), 0));
+        let mut busy = 1;
+        for conn in 0..(3 * MAX_FORWARDING_CONNS as u64) {
             assert!(f.admit((3, conn), 0));
+            // A long-lived connection that keeps forwarding is never forgotten.
+            if conn % 1000 == 0 {
+                assert!(f.admit((1, 1), busy), "a connection in use was forgotten");
+                busy += 1;
+            }
         }
         assert_eq!(f.next.len(), MAX_FORWARDING_CONNS);
-        // The oldest is forgotten first: its request 0 would be admitted again, its later ones not.
+        assert!(f.uses.len() <= 2 * MAX_FORWARDING_CONNS + 1);
+        // The idle ones went first: (2, 7)'s refusal is forgotten (its request 0 would be
+        // admitted again), and an old idle connection's next request is refused.
         assert!(f.admit((2, 7), 0));
-        assert!(f.admit((3, MAX_FORWARDING_CONNS as u64 + 9), 1));
         assert!(
             !f.admit((3, 0), 1),
             "forgotten: only a first request is admitted"
         );
+        assert!(f.admit((3, 3 * MAX_FORWARDING_CONNS as u64 - 1), 1));
     }
 
     #[test]
