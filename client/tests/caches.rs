@@ -431,13 +431,7 @@ async fn a_renewed_session_watches_again_and_reports_the_difference() {
         mk(&writer, &root, "").await;
         mk(&writer, &format!("{root}/keep"), "1").await;
         mk(&writer, &format!("{root}/drop"), "").await;
-        let proxy = Proxy::start(addr).await;
-        let c = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, c) = renewing_behind_proxy(addr).await;
         let mut session = c.session_events();
         let cache = TreeCache::start(&c, &root).await.unwrap();
         let mut events = cache.events();

@@ -196,13 +196,7 @@ async fn a_cache_follows_registrations_and_a_registrants_session_loss() {
 async fn a_registration_is_written_again_in_a_renewed_session() {
     each_server("reregister", |kind, addr| async move {
         let base = unique_root("renewed");
-        let proxy = Proxy::start(addr).await;
-        let c = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, c) = renewing_behind_proxy(addr).await;
         let observer = connect(addr).await;
         let discovery = ServiceDiscovery::new(&c, &base);
         discovery

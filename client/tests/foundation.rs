@@ -26,13 +26,7 @@ async fn next_event(events: &mut SessionEvents) -> SessionEvent {
 #[tokio::test]
 async fn session_events_tell_suspension_reconnection_and_loss_with_generations() {
     each_server("events", |kind, addr| async move {
-        let proxy = Proxy::start(addr).await;
-        let c = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, c) = renewing_behind_proxy(addr).await;
         let mut events = c.session_events();
         assert_eq!(c.session_generation(), 1);
         assert_eq!(c.disconnected_for(), None);

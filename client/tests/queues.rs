@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::proxy::Proxy;
 use common::*;
 use rookery_client::recipes::{DistributedPriorityQueue, DistributedQueue, LockingQueue};
 use rookery_client::{Client, CreateMode, CreateOptions, Error, SessionState};
@@ -299,13 +298,7 @@ async fn a_locking_queue_acks_each_item_exactly_once_across_consumer_crashes() {
         // Three consumers on their own clients; the third is cut off (a partition) while it
         // holds an item, until its session expires.
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let proxy = Proxy::start(addr).await;
-        let crashing = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, crashing) = renewing_behind_proxy(addr).await;
         let generation = crashing.session_generation();
         let a = connect(addr).await;
         let b = connect(addr).await;
@@ -389,13 +382,7 @@ async fn a_stale_consumers_ack_does_not_touch_the_new_holders_item() {
         let q = LockingQueue::new(&fresh, &path);
         q.put(b"job").await.unwrap();
 
-        let proxy = Proxy::start(addr).await;
-        let stale = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, stale) = renewing_behind_proxy(addr).await;
         let generation = stale.session_generation();
         let old = LockingQueue::new(&stale, &path).take().await.unwrap();
         // Cut off; its session expires, and the entry passes to another consumer, whose taken

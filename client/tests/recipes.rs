@@ -133,13 +133,7 @@ async fn a_paused_holder_sees_the_loss_and_its_fenced_write_is_refused() {
     each_server("fencing", |kind, addr| async move {
         let path = unique_root("fenced");
         let data = format!("{path}-data");
-        let proxy = Proxy::start(addr).await;
-        let old = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, old) = renewing_behind_proxy(addr).await;
         let other = connect(addr).await;
         other
             .create(&data, b"", &CreateOptions::persistent())

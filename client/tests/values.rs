@@ -154,13 +154,7 @@ async fn atomic_counters_lose_no_increment_and_report_an_unknown_one() {
 async fn persistent_nodes_and_group_members_come_back() {
     each_server("persistent-node", |kind, addr| async move {
         let group = unique_root("group");
-        let proxy = Proxy::start(addr).await;
-        let member_client = Client::builder(&proxy.addr.to_string())
-            .session_timeout(Duration::from_secs(4))
-            .renew_session(true)
-            .connect()
-            .await
-            .unwrap();
+        let (proxy, member_client) = renewing_behind_proxy(addr).await;
         let other = connect(addr).await;
         let me = GroupMember::start(&member_client, &group, "m1", b"p1");
         let them = GroupMember::start(&other, &group, "m2", b"p2");

@@ -91,13 +91,22 @@ def try_write(hosts: str, path: str, timeout: float = 10) -> bool:
 
 
 class Project:
-    """One `<compose> -p <unique> -f FILE` project; `env` carries its ports and tag."""
+    """One `<compose> -p <unique> -f FILE` project; `env` carries its ports and tag, `ports` the
+    host port of each ensemble member's client port."""
 
-    def __init__(self, compose: List[str], file: Path, env: Dict[str, str]) -> None:
+    def __init__(self, compose: List[str], file: Path, env: Dict[str, str],
+                 ports: Dict[str, int]) -> None:
         self.compose = compose
         self.file = file
         self.project = f"rookerytest{uuid.uuid4().hex[:10]}"
         self.env = {**os.environ, **env}
+        self.ports = ports
+
+    def modes(self) -> Dict[str, Optional[str]]:
+        return {m: srvr_mode(p) for m, p in self.ports.items()}
+
+    def hosts(self, members: List[str]) -> str:
+        return ",".join(f"127.0.0.1:{self.ports[m]}" for m in members)
 
     def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [*self.compose, "-p", self.project, "-f", str(self.file), *args]

@@ -58,13 +58,8 @@ class System(Project):
                "QUORUM_NET": self.quorum_net}
         for name, port in self.ports.items():
             env[f"{name.upper()}_PORT"] = str(port)
-        super().__init__(compose, COMPOSE_FILE, env)
+        super().__init__(compose, COMPOSE_FILE, env, self.ports)
 
-    def modes(self) -> Dict[str, Optional[str]]:
-        return {m: srvr_mode(p) for m, p in self.ports.items()}
-
-    def hosts(self, members: List[str]) -> str:
-        return ",".join(f"127.0.0.1:{self.ports[m]}" for m in members)
 
     def stats(self) -> Optional[dict]:
         """The client's last `stats {...}` line."""

@@ -81,13 +81,8 @@ class Ensemble(Project):
         env = {"ROOKERY_TAG": tag}
         for i, name in enumerate(MEMBERS, 1):
             env[f"ROOKERY{i}_PORT"] = str(self.ports[name])
-        super().__init__(compose, COMPOSE_FILE, env)
+        super().__init__(compose, COMPOSE_FILE, env, self.ports)
 
-    def modes(self) -> Dict[str, Optional[str]]:
-        return {m: srvr_mode(p) for m, p in self.ports.items()}
-
-    def hosts(self, members: List[str]) -> str:
-        return ",".join(f"127.0.0.1:{self.ports[m]}" for m in members)
 
 
 def test_compose_ensemble_keeps_acknowledged_writes_when_the_leader_is_killed(docker_tag):

@@ -56,6 +56,19 @@ pub async fn connect(addr: SocketAddr) -> Client {
         .expect("connect")
 }
 
+/// A fault proxy in front of `addr` and a client through it with a short (4 s) session that is
+/// renewed when lost: the set-up of the tests that cut a client off.
+pub async fn renewing_behind_proxy(addr: SocketAddr) -> (proxy::Proxy, Client) {
+    let proxy = proxy::Proxy::start(addr).await;
+    let client = Client::builder(&proxy.addr.to_string())
+        .session_timeout(Duration::from_secs(4))
+        .renew_session(true)
+        .connect()
+        .await
+        .unwrap();
+    (proxy, client)
+}
+
 /// Waits (bounded) until the client's state is `want`.
 pub async fn wait_state(client: &Client, want: SessionState, max: Duration) {
     let mut rx = client.state_watcher();
