@@ -263,7 +263,10 @@ fn mntr(core: &Core, out: &mut String) {
         ("zk_packets_received", core.stats.received.to_string()),
         ("zk_packets_sent", core.stats.sent.to_string()),
         ("zk_num_alive_connections", core.conns.len().to_string()),
-        ("zk_outstanding_requests", "0".into()),
+        (
+            "zk_outstanding_requests",
+            core.outstanding_requests().to_string(),
+        ),
         ("zk_znode_count", zk_node_count(core).to_string()),
         ("zk_watch_count", w.watch_count().to_string()),
         (

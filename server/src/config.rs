@@ -81,6 +81,12 @@ pub struct Config {
     pub container_max_never_used_interval_ms: u64,
     /// Requests a connection may have in flight before the server stops reading from it.
     pub max_inflight_per_connection: usize,
+    /// `globalOutstandingLimit`: requests this member's clients may have in flight in all before
+    /// it stops reading from every connection until replies drain (ZooKeeper's throttle).
+    pub global_outstanding_limit: usize,
+    /// `maxOutstandingProposals`: proposals a leader keeps uncommitted; writes beyond it wait,
+    /// in order, for room.
+    pub max_outstanding_proposals: usize,
     /// Watch notifications that may wait on one connection before it is closed as too slow.
     pub max_pending_notifications: usize,
     /// Watches one connection may hold.
@@ -201,6 +207,8 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             container_max_never_used_interval_ms: 0,
             max_inflight_per_connection: 1000,
+            global_outstanding_limit: 1000,
+            max_outstanding_proposals: crate::zab::config::DEFAULT_MAX_OUTSTANDING_PROPOSALS,
             max_pending_notifications: 10_000,
             max_watches_per_connection: 100_000,
             sessionless_timeout_ms: 10_000,
@@ -229,7 +237,6 @@ const KNOWN_UNUSED: &[&str] = &[
     "dynamicConfigFile",
     "metricsProvider.className",
     "forceSync",
-    "globalOutstandingLimit",
     "leaderServes",
     "electionAlg",
     "quorumListenOnAllIPs",
@@ -318,6 +325,12 @@ impl Config {
                 }
                 "maxInflightPerConnection" => {
                     cfg.max_inflight_per_connection = parse_num(key, value, 1)?
+                }
+                "globalOutstandingLimit" => {
+                    cfg.global_outstanding_limit = parse_num(key, value, 1)?
+                }
+                "maxOutstandingProposals" => {
+                    cfg.max_outstanding_proposals = parse_num(key, value, 1)?
                 }
                 "maxWatchesPerConnection" => {
                     cfg.max_watches_per_connection = parse_num(key, value, 1)?
@@ -481,13 +494,16 @@ mod tests {
             "# comment\ntickTime=1000\ndataDir=/tmp/x\nclientPort=2999\nmaxClientCnxns=5\n\
              4lw.commands.whitelist=ruok, mntr\njute.maxbuffer=4096\n\
              zookeeper.extendedTypesEnabled=true\nserverCnxnFactory=org.x.Y\nssl.keyStore=k\n\
-             authProvider.1=org.x.Z\nadmin.serverPort=8080\n",
+             authProvider.1=org.x.Z\nadmin.serverPort=8080\n\
+             zookeeper.globalOutstandingLimit=50\nmaxOutstandingProposals=20\n",
         )
         .unwrap();
         assert_eq!(cfg.tick_time_ms, 1000);
         assert_eq!(cfg.data_log_dir, PathBuf::from("/tmp/x"));
         assert_eq!(cfg.client_port, 2999);
         assert_eq!(cfg.max_client_cnxns, 5);
+        assert_eq!(cfg.global_outstanding_limit, 50);
+        assert_eq!(cfg.max_outstanding_proposals, 20);
         assert_eq!(cfg.min_session_timeout_ms, 2000);
         assert_eq!(cfg.max_session_timeout_ms, 20000);
         assert!(cfg.four_letter_allowed("mntr"));

@@ -2,8 +2,10 @@
 //! the core in order, and a writer task that drains the connection's bounded outbound queue.
 //!
 //! Limits: a frame above `jute.maxbuffer` closes the connection; at most
-//! `max_inflight_per_connection` requests wait for replies before the reader stops reading (TCP
-//! back-pressure); the outbound queue is bounded and the core drops a connection that lets it
+//! `max_inflight_per_connection` requests of a connection, and `globalOutstandingLimit` of all
+//! connections together, wait for replies before the readers stop reading (TCP back-pressure,
+//! ZooKeeper's throttle: a loaded server slows its clients instead of dropping them); the
+//! outbound queue is bounded and the core drops a connection that lets it
 //! overflow; a connection that does not finish its handshake in time is closed.
 
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use rookery_proto::{ConnectRequest, Jute, Reader, Request, RequestHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,17 +27,27 @@ use crate::config::Config;
 use crate::server::{ConnHandle, Event, Outbound};
 use crate::watch::ConnId;
 
-/// Serves one accepted socket until it closes.
+/// The in-flight slots a request holds until its reply is written: one of its connection's and
+/// one of the server's (`globalOutstandingLimit`).
+#[derive(Debug)]
+pub struct Slot {
+    _conn: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+/// Serves one accepted socket until it closes. `global` holds the server's
+/// `globalOutstandingLimit` slots, shared by every connection.
 pub async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
     conn: ConnId,
     core: mpsc::Sender<Event>,
     cfg: Arc<Config>,
+    global: Arc<Semaphore>,
 ) {
     let span = tracing::debug_span!("conn", id = conn, peer = %addr);
     async move {
-        if let Err(reason) = serve_inner(stream, addr, conn, &core, &cfg).await {
+        if let Err(reason) = serve_inner(stream, addr, conn, &core, &cfg, global).await {
             tracing::debug!(reason, "connection closed");
         }
         let _ = core.send(Event::Disconnected { conn }).await;
@@ -50,13 +62,17 @@ async fn serve_inner(
     conn: ConnId,
     core: &mpsc::Sender<Event>,
     cfg: &Config,
+    global: Arc<Semaphore>,
 ) -> Result<(), &'static str> {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let kill = CancellationToken::new();
     let (tx, rx) = mpsc::channel(cfg.max_inflight_per_connection + cfg.max_pending_notifications);
     let writer = tokio::spawn(write_loop(wr, rx, kill.clone()));
-    let inflight = Arc::new(Semaphore::new(cfg.max_inflight_per_connection));
+    let slots = Slots {
+        conn: Arc::new(Semaphore::new(cfg.max_inflight_per_connection)),
+        global,
+    };
     let mut buf = BytesMut::with_capacity(4096);
 
     // The handshake (or a four-letter word) must arrive within the sessionless timeout.
@@ -123,7 +139,7 @@ async fn serve_inner(
     .await
     .map_err(|_| "shutting down")?;
 
-    let result = read_loop(&mut rd, &mut buf, conn, core, cfg, &inflight, &kill).await;
+    let result = read_loop(&mut rd, &mut buf, conn, core, cfg, &slots, &kill).await;
     drop(tx);
     // The writer ends once the core has dropped its handle too (after our Disconnected event),
     // so replies already queued, such as the one to closeSession, still go out.
@@ -138,7 +154,7 @@ async fn read_loop(
     conn: ConnId,
     core: &mpsc::Sender<Event>,
     cfg: &Config,
-    inflight: &Arc<Semaphore>,
+    slots: &Slots,
     kill: &CancellationToken,
 ) -> Result<(), &'static str> {
     loop {
@@ -149,7 +165,7 @@ async fn read_loop(
             let header = RequestHeader::decode(&mut r).map_err(|_| "short request header")?;
             let req = Request::decode(header.op, &mut r);
             let permit = tokio::select! {
-                p = inflight.clone().acquire_owned() => p.map_err(|_| "closed")?,
+                s = slots.acquire() => s?,
                 () = kill.cancelled() => return Err("closed by server"),
             };
             let ev = Event::Request {
@@ -169,6 +185,27 @@ async fn read_loop(
             }
             () = kill.cancelled() => return Err("closed by server"),
         }
+    }
+}
+
+/// Where a connection's requests take their in-flight slots.
+struct Slots {
+    conn: Arc<Semaphore>,
+    global: Arc<Semaphore>,
+}
+
+impl Slots {
+    /// Waits for a slot of the connection's, then one of the server's: a connection at its own
+    /// limit does not hold server slots while it waits.
+    async fn acquire(&self) -> Result<Slot, &'static str> {
+        let conn = self.conn.clone().acquire_owned().await;
+        let conn = conn.map_err(|_| "closed")?;
+        let global = self.global.clone().acquire_owned().await;
+        let global = global.map_err(|_| "closed")?;
+        Ok(Slot {
+            _conn: conn,
+            _global: global,
+        })
     }
 }
 

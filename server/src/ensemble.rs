@@ -82,6 +82,14 @@ pub struct Ensemble {
     install_seq: Option<u64>,
     /// As leader: each learner connection's forwarding order (see [`Relay::Forward`]).
     forwarding: ForwardOrder,
+    /// As leader: transactions prepared and numbered but held back, in order, while the
+    /// proposal window (`max_outstanding_proposals`) is full: (zxid, payload). This is the
+    /// leader's backpressure: a write waits for room instead of being refused (which would drop
+    /// its client). Its length is bounded by `max_backlog`, and in practice by what the members'
+    /// `globalOutstandingLimit` lets their clients have in flight.
+    backlog: VecDeque<(i64, Bytes)>,
+    /// The longest `backlog` allowed: past it a write is refused.
+    max_backlog: usize,
 }
 
 /// A leader's view of its learners' connections (learner, connection): the number of the next
@@ -156,7 +164,7 @@ impl std::fmt::Debug for Ensemble {
 
 impl Ensemble {
     /// Wraps a core and its transport.
-    pub fn new(node: Node, net: PeerNet, tick_ms: u64) -> Ensemble {
+    pub fn new(node: Node, net: PeerNet, tick_ms: u64, max_backlog: usize) -> Ensemble {
         Ensemble {
             node,
             net,
@@ -172,6 +180,8 @@ impl Ensemble {
             touched: HashSet::new(),
             install_seq: None,
             forwarding: ForwardOrder::default(),
+            backlog: VecDeque::new(),
+            max_backlog: max_backlog.max(1),
         }
     }
 
@@ -388,6 +398,8 @@ impl Core {
         }
         self.answer_syncs();
         self.finish_revalidations();
+        // The commits made room in the proposal window.
+        self.propose_backlog();
         self.applied_since_snapshot += n;
         let installing = self.ens().install_seq.is_some();
         if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running && !installing
@@ -497,6 +509,9 @@ impl Core {
             ens.revalidating.clear();
             ens.revalidated.clear();
             ens.touched.clear();
+            // Held-back transactions were never proposed: their clients were just dropped, and
+            // an expiry among them is retried by the next leader.
+            ens.backlog.clear();
             self.outstanding = Default::default();
         }
         match role {
@@ -514,8 +529,11 @@ impl Core {
         }
     }
 
-    /// Proposes a prepared transaction as leader; the plan runs at its commit. Returns false (and
-    /// undoes nothing, because nothing was done) if the core refused it.
+    /// Proposes a prepared transaction as leader; the plan runs at its commit. The transaction
+    /// is numbered now and proposed as soon as the proposal window has room, after those held
+    /// back before it (see `Ensemble::backlog`). Returns false (and undoes nothing, because
+    /// nothing was done) if it cannot be: this member does not lead, the epoch's counter is used
+    /// up, or the backlog is full.
     pub(crate) fn propose(
         &mut self,
         session_id: i64,
@@ -529,13 +547,25 @@ impl Core {
             _ => None,
         };
         let ens = self.ens();
-        let zxid = match ens.node.next_zxid() {
-            Ok(z) => z.to_i64(),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot propose");
-                self.not_proposed(closes, plan);
-                return false;
+        let held = ens.backlog.len();
+        let zxid = if held >= ens.max_backlog {
+            tracing::warn!(
+                held,
+                "too many writes waiting for the proposal window; refusing one"
+            );
+            None
+        } else {
+            match ens.node.zxid_after(held as u64) {
+                Ok(z) => Some(z.to_i64()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot propose");
+                    None
+                }
             }
+        };
+        let Some(zxid) = zxid else {
+            self.not_proposed(closes, plan);
+            return false;
         };
         let hdr = crate::txn::TxnHeader {
             session_id,
@@ -545,30 +575,49 @@ impl Core {
         };
         let mut payload = Vec::with_capacity(128);
         crate::storage::codec::encode_txn(&hdr, &txn, &mut payload);
-        let actions = match self.ens().node.propose(Bytes::from(payload)) {
-            Ok((z, actions)) => {
-                assert_eq!(z.to_i64(), zxid, "the proposal got the zxid announced");
-                actions
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "proposal refused");
-                self.not_proposed(closes, plan);
-                return false;
-            }
-        };
         if let Some(changes) = changes {
             self.outstanding.merge(changes, zxid);
         }
         self.next_zxid = zxid;
+        let ens = self.ens();
         if !matches!(plan, Plan::Internal) {
-            self.ens()
-                .waiting
+            ens.waiting
                 .entry(session_id)
                 .or_default()
                 .push_back((cxid, plan));
         }
-        self.perform(actions);
+        ens.backlog.push_back((zxid, Bytes::from(payload)));
+        self.propose_backlog();
         true
+    }
+
+    /// Proposes the held-back transactions, in order, while the proposal window has room.
+    fn propose_backlog(&mut self) {
+        loop {
+            let ens = self.ens();
+            let Some((zxid, payload)) = ens.backlog.front().cloned() else {
+                return;
+            };
+            match ens.node.propose(payload) {
+                Ok((z, actions)) => {
+                    // Numbered by `zxid_after` and proposed in order, with nothing in between.
+                    assert_eq!(
+                        z.to_i64(),
+                        zxid,
+                        "a held-back proposal got the zxid announced"
+                    );
+                    ens.backlog.pop_front();
+                    self.perform(actions);
+                }
+                Err(zab::ProposeError::Busy { .. }) => return,
+                Err(e) => {
+                    // Deposed, or the epoch's counter is used up: this member stops leading,
+                    // which drops its clients and clears the backlog (`on_role`).
+                    tracing::debug!(error = %e, held = ens.backlog.len(), "cannot propose");
+                    return;
+                }
+            }
+        }
     }
 
     /// A transaction the core refused: a close that did not happen leaves its session open (an

@@ -149,6 +149,7 @@ pub async fn run_with_backend(
         tx.clone(),
         ensemble,
     );
+    let global = core.slots();
     let core_shutdown = shutdown.clone();
     let core_task = tokio::spawn(async move {
         let r = core.run(rx, peers, core_shutdown.clone()).await;
@@ -196,9 +197,9 @@ pub async fn run_with_backend(
         }
         let conn = next_conn;
         next_conn += 1;
-        let (tx, cfg, per_ip) = (tx.clone(), cfg.clone(), per_ip.clone());
+        let (tx, cfg, per_ip, global) = (tx.clone(), cfg.clone(), per_ip.clone(), global.clone());
         tokio::spawn(async move {
-            connection::serve(stream, addr, conn, tx, cfg).await;
+            connection::serve(stream, addr, conn, tx, cfg, global).await;
             let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = counts.get_mut(&ip) {
                 *n -= 1;
@@ -253,6 +254,7 @@ async fn start_ensemble(
     zcfg.sync_limit_ticks = cfg.sync_limit_ticks.saturating_mul(per);
     zcfg.init_limit_ticks = cfg.init_limit_ticks.saturating_mul(per);
     zcfg.election_resend_max_ticks = 4 * per;
+    zcfg.max_outstanding_proposals = cfg.max_outstanding_proposals;
     zcfg.seed = rand::random();
     zcfg.validate()
         .map_err(|e| RunError::Ensemble(e.to_string()))?;
@@ -282,5 +284,12 @@ async fn start_ensemble(
         "starting as an ensemble member"
     );
     let tick_ms = (cfg.tick_time_ms / u64::from(per)).max(1);
-    Ok((ensemble::Ensemble::new(node, net, tick_ms), in_rx, epochs))
+    // Each member's clients have at most `globalOutstandingLimit` requests in flight, so a
+    // leader holds back at most that many writes per member (with room for members configured
+    // with a larger limit).
+    let max_backlog = cfg
+        .global_outstanding_limit
+        .saturating_mul(2 * cfg.ensemble.len().max(1));
+    let ens = ensemble::Ensemble::new(node, net, tick_ms, max_backlog);
+    Ok((ens, in_rx, epochs))
 }

@@ -25,12 +25,13 @@ use rookery_proto::{
     perms, xid, AddWatchMode, ErrorCode, EventType, Jute, KeeperState, MultiOp, MultiResult,
     OpCode, Request, RequestError, Response, WatcherType,
 };
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::acl;
 use crate::config::Config;
+use crate::connection::Slot;
 use crate::prep::{Ctx, Outstanding, Prep, WriteOp};
 use crate::session::SessionTracker;
 use crate::storage::codec::encode_txn;
@@ -46,7 +47,7 @@ use crate::watch::{ConnId, Table, WatchManager, PERSISTENT, RECURSIVE, STANDARD}
 #[derive(Debug)]
 pub enum Outbound {
     /// Write these bytes. The permit, if any, frees an in-flight slot once they are written.
-    Frame(Vec<u8>, Option<OwnedSemaphorePermit>),
+    Frame(Vec<u8>, Option<Slot>),
     /// Flush what is queued, then close the connection.
     Close,
 }
@@ -90,7 +91,7 @@ pub enum Event {
         /// The decoded body, or why it did not decode.
         req: Result<Request, RequestError>,
         /// The in-flight slot this request holds.
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Slot>,
         /// When the frame was read, for latency statistics.
         received: Instant,
     },
@@ -114,7 +115,7 @@ pub enum Event {
 pub struct Queued {
     pub(crate) xid: i32,
     pub(crate) req: Result<Request, RequestError>,
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) permit: Option<Slot>,
     pub(crate) received: Instant,
 }
 
@@ -277,6 +278,9 @@ pub struct Core {
     /// The last zxid handed out (applied or in flight).
     pub(crate) next_zxid: i64,
     pub(crate) outstanding: Outstanding,
+    /// The `globalOutstandingLimit` slots every connection's requests take (see
+    /// [`crate::connection`]).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pending: VecDeque<Pending>,
     pub(crate) log: LogWriter,
     backend: Arc<dyn Backend>,
@@ -365,6 +369,7 @@ impl Core {
             last_zxid: recovered.applied_zxid,
             next_zxid: recovered.applied_zxid,
             outstanding: Outstanding::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.global_outstanding_limit)),
             pending: VecDeque::new(),
             log,
             backend,
@@ -381,6 +386,16 @@ impl Core {
             ensemble,
             cfg,
         }
+    }
+
+    /// The `globalOutstandingLimit` slots, for the connections to take.
+    pub fn slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.slots.clone()
+    }
+
+    /// Requests of this member's clients in flight: read and waiting for their reply.
+    pub(crate) fn outstanding_requests(&self) -> usize {
+        self.cfg.global_outstanding_limit - self.slots.available_permits()
     }
 
     /// Like ZooKeeper, snapshot after a random count in [snapCount/2, snapCount] so that the
@@ -481,7 +496,7 @@ impl Core {
 
     // === connections ===
 
-    fn send(&mut self, conn_id: ConnId, frame: Vec<u8>, permit: Option<OwnedSemaphorePermit>) {
+    fn send(&mut self, conn_id: ConnId, frame: Vec<u8>, permit: Option<Slot>) {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -795,7 +810,7 @@ impl Core {
         name: &'static str,
         cxid: i32,
         (reply_xid, zxid, err, body, close): Reply,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Slot>,
         received: Instant,
     ) {
         let latency_ms = received.elapsed().as_millis() as u64;

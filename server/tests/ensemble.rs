@@ -671,3 +671,101 @@ async fn a_sync_behind_a_lost_forwarded_write_is_not_answered() {
     check.sync("/").await.unwrap();
     assert!(check.exists("/lost").await.unwrap().is_none());
 }
+
+/// Reliability defect 6: a load beyond the leader's proposal window and the members'
+/// `globalOutstandingLimit` is slowed, not refused. Six sessions, two on each member, each keep
+/// 256 writes in flight (creates, then a sliding window of deletes): 1,536 in all against a
+/// window of 64 and 200 per member. Every request gets its reply, no connection is dropped, and
+/// no member reads more than its limit from its clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_beyond_the_proposal_window_is_slowed_and_every_request_answered() {
+    const PER_SESSION: usize = 400;
+    const IN_FLIGHT: usize = 256;
+    const LIMIT: usize = 200;
+    let mut opts = Options::new(3);
+    opts.extra = vec![
+        ("maxOutstandingProposals".into(), "64".into()),
+        ("globalOutstandingLimit".into(), LIMIT.to_string()),
+    ];
+    let ens = Ensemble::start(opts).await;
+    let setup = client(&ens.connect_string(&[0])).await;
+    setup.create("/bp", b"", &persistent()).await.unwrap();
+    let _ = setup.close().await;
+
+    // Samples every member's outstanding requests while the load runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (done, most) = (done.clone(), most.clone());
+        let addrs: Vec<_> = ens.members.iter().map(|m| m.client).collect();
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..2_000 {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                for a in &addrs {
+                    let text = common::four_letter(*a, "mntr");
+                    let n = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("zk_outstanding_requests\t"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    most.fetch_max(n, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for s in 0..6 {
+        let c = client(&ens.connect_string(&[s % 3])).await;
+        tasks.push(tokio::spawn(async move {
+            use futures::StreamExt;
+            let base = format!("/bp/s{s}");
+            c.create(&base, b"", &persistent()).await.unwrap();
+            let paths: Vec<String> = (0..PER_SESSION).map(|k| format!("{base}/n{k}")).collect();
+            let created: Vec<_> = futures::stream::iter(paths.clone())
+                .map(|p| {
+                    let c = c.clone();
+                    async move { c.create(&p, b"x", &persistent()).await }
+                })
+                .buffered(IN_FLIGHT)
+                .collect()
+                .await;
+            for r in created {
+                r.expect("a create under load failed");
+            }
+            let deleted: Vec<_> = futures::stream::iter(paths)
+                .map(|p| {
+                    let c = c.clone();
+                    async move { c.delete(&p, None).await }
+                })
+                .buffered(IN_FLIGHT)
+                .collect()
+                .await;
+            for r in deleted {
+                r.expect("a delete under load failed");
+            }
+            let left = c.get_children(&base).await.unwrap();
+            assert!(left.is_empty(), "{} nodes left under {base}", left.len());
+            let _ = c.close().await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let logs = ens.logs();
+    assert!(
+        !logs.contains("dropping its client") && !logs.contains("refusing one"),
+        "a client was dropped under load:\n{logs}"
+    );
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= LIMIT,
+        "a member had {most} requests in flight, over {LIMIT}"
+    );
+    assert!(most > 0, "the sampler never saw the load");
+}

@@ -501,23 +501,30 @@ impl Leader {
     }
 
     pub(crate) fn next_zxid(&self, core: &Core) -> Result<Zxid, ProposeError> {
-        let Some(epoch) = self.epoch.filter(|_| self.established) else {
-            return Err(ProposeError::NotLeader { leader: None });
-        };
-        let last = core.log.last();
-        let counter = if last.epoch() == epoch {
-            last.counter().saturating_add(1)
-        } else {
-            1
-        };
-        if self.exhausted || counter > core.cfg.max_zxid_counter {
-            return Err(ProposeError::CounterExhausted { epoch });
-        }
+        let zxid = self.zxid_after(core, 0)?;
         let outstanding = core.log.count_after(core.log.committed());
         if outstanding >= core.cfg.max_outstanding_proposals {
             return Err(ProposeError::Busy { outstanding });
         }
-        Ok(Zxid::new(epoch, counter))
+        Ok(zxid)
+    }
+
+    /// The zxid of the proposal `queued` places after the next one, whatever the window.
+    pub(crate) fn zxid_after(&self, core: &Core, queued: u64) -> Result<Zxid, ProposeError> {
+        let Some(epoch) = self.epoch.filter(|_| self.established) else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let last = core.log.last();
+        let next = if last.epoch() == epoch {
+            u64::from(last.counter()) + 1
+        } else {
+            1
+        };
+        let counter = next.saturating_add(queued);
+        if self.exhausted || counter > u64::from(core.cfg.max_zxid_counter) {
+            return Err(ProposeError::CounterExhausted { epoch });
+        }
+        Ok(Zxid::new(epoch, counter as u32))
     }
 
     pub(crate) fn propose(

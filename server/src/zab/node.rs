@@ -505,6 +505,22 @@ impl Node {
         }
     }
 
+    /// The zxid the proposal `queued` places after the next successful [`Node::propose`] will
+    /// get, if nothing else is proposed meanwhile, whether or not the window
+    /// (`max_outstanding_proposals`) has room now: for a caller that numbers transactions it
+    /// holds back until there is room.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] or [`ProposeError::CounterExhausted`], never `Busy`.
+    pub fn zxid_after(&self, queued: u64) -> Result<Zxid, ProposeError> {
+        match &self.role {
+            Role::Leading(l) => l.zxid_after(&self.core, queued),
+            _ => Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            }),
+        }
+    }
+
     /// A summary of the state.
     pub fn status(&self) -> Status {
         let (state, serving) = match &self.role {

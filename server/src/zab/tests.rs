@@ -595,8 +595,11 @@ fn back_pressure_refuses_past_the_outstanding_limit() {
         node.propose(Bytes::new()).unwrap_err(),
         ProposeError::Busy { outstanding: 2 }
     );
+    // Numbering ahead of the window: the zxids the next proposals will get, whatever it holds.
+    assert_eq!(node.zxid_after(0).unwrap(), z(1, 3));
+    assert_eq!(node.zxid_after(5).unwrap(), z(1, 8));
     h.persist_all(1);
-    h.propose(1, "c");
+    assert_eq!(h.propose(1, "c"), z(1, 3));
 }
 
 #[test]
