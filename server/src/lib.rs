@@ -253,6 +253,8 @@ async fn start_ensemble(
     zcfg.heartbeat_ticks = 1;
     zcfg.sync_limit_ticks = cfg.sync_limit_ticks.saturating_mul(per);
     zcfg.init_limit_ticks = cfg.init_limit_ticks.saturating_mul(per);
+    // A learner whose leader does not answer opens a fresh session after one tickTime.
+    zcfg.connect_retry_ticks = per;
     zcfg.election_resend_max_ticks = 4 * per;
     zcfg.max_outstanding_proposals = cfg.max_outstanding_proposals;
     zcfg.seed = rand::random();

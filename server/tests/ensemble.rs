@@ -769,3 +769,56 @@ async fn a_load_beyond_the_proposal_window_is_slowed_and_every_request_answered(
     );
     assert!(most > 0, "the sampler never saw the load");
 }
+
+/// Reliability defect 7: an election never waits out initLimit. With initLimit at 10 s (50
+/// ticks of 200 ms), fresh ensembles whose members start at once all serve well within it,
+/// whichever member settles first on a leader that ends up following another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_ensembles_form_without_waiting_out_init_limit() {
+    const INIT_LIMIT: Duration = Duration::from_secs(10);
+    for round in 0..10 {
+        let mut opts = Options::new(3);
+        opts.extra = vec![("initLimit".into(), "50".into())];
+        let started = Instant::now();
+        let ens = Ensemble::start(opts).await;
+        let took = started.elapsed();
+        assert!(
+            took < INIT_LIMIT / 2,
+            "round {round}: the ensemble took {took:?} to form\n{}",
+            ens.logs()
+        );
+    }
+}
+
+/// Reliability defect 7: followers cut off from their leader elect among themselves at once,
+/// not after initLimit (10 s here), even though a link between them had been idle since start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_cut_off_from_their_leader_elect_without_waiting_out_init_limit() {
+    const INIT_LIMIT: Duration = Duration::from_secs(10);
+    for round in 0..5 {
+        let mut opts = Options::new(3);
+        opts.proxied = true;
+        opts.tick_ms = 500;
+        opts.extra = vec![("initLimit".into(), "20".into())];
+        let ens = Ensemble::start(opts).await;
+        let old = ens.leader().unwrap();
+        let cut = Instant::now();
+        ens.isolate(old);
+        loop {
+            let modes: Vec<Option<String>> = (0..3)
+                .filter(|&i| i != old)
+                .map(|i| ens.members[i].mode())
+                .collect();
+            if modes.contains(&Some("leader".into())) && modes.contains(&Some("follower".into())) {
+                break;
+            }
+            assert!(
+                cut.elapsed() < INIT_LIMIT / 2,
+                "round {round}: no new leader after {:?}\n{}",
+                cut.elapsed(),
+                ens.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

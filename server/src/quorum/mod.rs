@@ -467,14 +467,29 @@ async fn dial_loop(
             }
         };
         tracing::debug!("connected");
-        let mut w = BufWriter::with_capacity(64 * 1024, stream);
+        let (mut rd, wr) = stream.into_split();
+        let mut w = BufWriter::with_capacity(64 * 1024, wr);
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut probe = [0u8; 1];
         loop {
             let first = tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => return,
                 },
+                // The accepting side never writes, so anything read means the connection is
+                // gone (or broken): dial again now, while it is idle. Found only by the next
+                // write, the loss would take that write's messages with it, and a message sent
+                // once (a LEADERINFO) would leave its peer waiting out initLimit.
+                r = rd.read(&mut probe) => {
+                    let why = match r {
+                        Ok(0) => "closed by the peer".to_string(),
+                        Ok(_) => "the peer wrote on a one-way connection".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::debug!(error = %why, "idle peer connection lost");
+                    break;
+                }
                 () = shutdown.cancelled() => return,
             };
             buf.clear();

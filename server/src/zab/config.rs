@@ -15,6 +15,8 @@ pub const DEFAULT_HEARTBEAT_TICKS: u32 = 1;
 pub const DEFAULT_SYNC_LIMIT_TICKS: u32 = 5;
 /// Default `init_limit_ticks` (ZooKeeper's usual `initLimit=10`).
 pub const DEFAULT_INIT_LIMIT_TICKS: u32 = 10;
+/// Default `connect_retry_ticks`.
+pub const DEFAULT_CONNECT_RETRY_TICKS: u32 = 5;
 /// Default `finalize_wait_ticks`.
 pub const DEFAULT_FINALIZE_WAIT_TICKS: u32 = 1;
 /// Default `election_resend_min_ticks`.
@@ -47,6 +49,10 @@ pub struct Config {
     /// The time a learner has to connect and synchronize, and a new leader to be established
     /// (ZooKeeper's `initLimit`).
     pub init_limit_ticks: u32,
+    /// A learner whose leader has not answered its FOLLOWERINFO for this many ticks opens a
+    /// fresh session (within its `init_limit_ticks`): a leader answers each session once, so a
+    /// lost LEADERINFO would otherwise leave the learner waiting out initLimit.
+    pub connect_retry_ticks: u32,
     /// Once a quorum backs the vote, wait this many ticks for a better vote before settling
     /// (ZooKeeper's `finalizeWait`).
     pub finalize_wait_ticks: u32,
@@ -78,6 +84,7 @@ impl Config {
             heartbeat_ticks: DEFAULT_HEARTBEAT_TICKS,
             sync_limit_ticks: DEFAULT_SYNC_LIMIT_TICKS,
             init_limit_ticks: DEFAULT_INIT_LIMIT_TICKS,
+            connect_retry_ticks: DEFAULT_CONNECT_RETRY_TICKS,
             finalize_wait_ticks: DEFAULT_FINALIZE_WAIT_TICKS,
             election_resend_min_ticks: DEFAULT_ELECTION_RESEND_MIN_TICKS,
             election_resend_max_ticks: DEFAULT_ELECTION_RESEND_MAX_TICKS,
@@ -129,6 +136,12 @@ impl Config {
             self.init_limit_ticks.into(),
             self.init_limit_ticks >= self.sync_limit_ticks,
             "must be at least sync_limit_ticks",
+        )?;
+        limit(
+            "connect_retry_ticks",
+            self.connect_retry_ticks.into(),
+            self.connect_retry_ticks > self.heartbeat_ticks,
+            "must exceed heartbeat_ticks, or a learner gives up on FOLLOWERINFOs just resent",
         )?;
         limit(
             "election_resend_min_ticks",

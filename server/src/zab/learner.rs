@@ -54,6 +54,8 @@ pub(crate) struct Learner {
     pub(crate) acked: Zxid,
     /// When to resend FOLLOWERINFO while connecting.
     pub(crate) next_info: u64,
+    /// When the current session was opened (`started` is when the first one was).
+    pub(crate) session_started: u64,
 }
 
 impl Learner {
@@ -71,6 +73,7 @@ impl Learner {
             sync_started: false,
             acked: Zxid::ZERO,
             next_info: core.now + u64::from(core.cfg.heartbeat_ticks),
+            session_started: core.now,
         };
         let info = l.info(core);
         l.send(core, info);
@@ -366,6 +369,24 @@ impl Learner {
 
     pub(crate) fn on_tick(&mut self, core: &mut Core) -> Next {
         let now = core.now;
+        if self.phase == Phase::Connecting
+            && now - self.session_started >= u64::from(core.cfg.connect_retry_ticks)
+        {
+            // No LEADERINFO yet. The leader may still wait for a quorum, or it answered and the
+            // answer was lost: it answers a session once, so only a fresh session (which it
+            // takes in place of this one) can get a new answer.
+            tracing::debug!(
+                server = core.id(),
+                leader = self.leader,
+                "no LEADERINFO; opening a fresh session"
+            );
+            self.session = core.rng.next_u64();
+            // Its FOLLOWERINFO, packet 1, goes out just below.
+            self.send_seq = 2;
+            self.recv_seq = 1;
+            self.session_started = now;
+            self.next_info = now;
+        }
         if self.phase == Phase::Connecting && now >= self.next_info {
             self.next_info = now + u64::from(core.cfg.heartbeat_ticks);
             // The leader may not have settled yet when the first one arrived (it drops session

@@ -624,6 +624,19 @@ impl Node {
                     epoch,
                     seq,
                 };
+                let opens = matches!(
+                    packet,
+                    Packet::FollowerInfo { .. } | Packet::ObserverInfo { .. }
+                );
+                if opens && matches!(self.role, Role::Learning(_)) {
+                    // A server that settled on this one as its leader, while this one follows
+                    // another: say whom, so that it elects again at once instead of waiting out
+                    // initLimit (every member listens on its quorum port, so unlike ZooKeeper's
+                    // refused connection, nothing else tells it). A looking server stays silent:
+                    // it may be about to lead.
+                    let (state, vote) = (self.server_state(), self.reported_vote());
+                    self.election.reply(&mut self.core, from, state, vote);
+                }
                 let next = match &mut self.role {
                     Role::Looking => Next::Stay,
                     Role::Leading(l) => l.on_packet(&mut self.core, env, packet),
@@ -635,6 +648,14 @@ impl Node {
     }
 
     fn notification(&mut self, from: PeerId, n: Notification) {
+        if let Role::Learning(l) = &self.role {
+            let not_leading = matches!(n.state, ServerState::Following | ServerState::Observing);
+            if l.leader == from && !l.serving() && not_leading {
+                let reason = format!("leader {from} does not lead: it follows {}", n.vote.leader);
+                // Elect again, with its answer as the first vote heard.
+                self.apply(Next::Looking(reason));
+            }
+        }
         let state = self.server_state();
         if state == ServerState::Looking {
             if let Some((vote, epoch)) = self.election.on_notification(&mut self.core, from, n) {

@@ -53,6 +53,9 @@ fn decode_image(mut b: &[u8]) -> Vec<Entry> {
     out
 }
 
+/// Picks messages (to lose one, for example).
+type MessageFilter = fn(&Message) -> bool;
+
 struct Harness {
     nodes: BTreeMap<PeerId, Node>,
     net: VecDeque<(PeerId, PeerId, Message)>,
@@ -70,6 +73,8 @@ struct Harness {
     /// Snapshots sent, and installed, per server.
     snapshots_sent: usize,
     installed: BTreeMap<PeerId, usize>,
+    /// Messages to lose once each: the first one to the given server that matches.
+    lose: Vec<(PeerId, MessageFilter)>,
 }
 
 impl Harness {
@@ -96,6 +101,7 @@ impl Harness {
             sent: BTreeMap::new(),
             snapshots_sent: 0,
             installed: BTreeMap::new(),
+            lose: Vec::new(),
         };
         for (i, id) in voters.iter().chain(observers).enumerate() {
             let mut cfg = Config::new(*id, vs.clone(), os.clone());
@@ -200,6 +206,10 @@ impl Harness {
         for _ in 0..100_000 {
             if let Some((from, to, msg)) = self.net.pop_front() {
                 if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                    continue;
+                }
+                if let Some(i) = self.lose.iter().position(|(t, f)| *t == to && f(&msg)) {
+                    self.lose.remove(i);
                     continue;
                 }
                 // Every message goes through the wire codec.
@@ -938,4 +948,131 @@ fn answers_are_not_answered() {
     let node = h.nodes.get_mut(&4).unwrap();
     assert_eq!(node.step(settled(1, ServerState::Following)), []);
     assert_eq!(node.step(settled(1, ServerState::Looking)).len(), 1);
+}
+
+#[test]
+fn a_lost_leaderinfo_costs_a_fresh_session_not_init_limit() {
+    let mut h = Harness::with(&[1, 2, 3], &[], &[], |c| {
+        c.init_limit_ticks = 100;
+        c.connect_retry_ticks = 3;
+    });
+    // The leader (3, the largest id) answers member 1's FOLLOWERINFO once, and that answer is
+    // lost on the way.
+    h.lose.push((1, |m| {
+        matches!(
+            m,
+            Message::Peer {
+                packet: Packet::LeaderInfo { .. },
+                ..
+            }
+        )
+    }));
+    let mut ticks = 0;
+    while !(h.leader() == Some(3) && h.nodes.values().all(|n| n.status().serving)) {
+        assert!(
+            ticks < 20,
+            "not all serving well before initLimit: {:?}",
+            h.statuses()
+        );
+        h.tick(1);
+        ticks += 1;
+    }
+    assert!(h.lose.is_empty(), "the LEADERINFO was never sent");
+    // One election: nobody went back to electing.
+    for id in [1, 2, 3] {
+        assert!(
+            !h.roles[&id].contains(&RoleChange::Looking),
+            "{id} re-elected"
+        );
+    }
+}
+
+fn notification(state: ServerState, leader: PeerId, election_epoch: u64) -> Message {
+    Message::Notification(Notification {
+        state,
+        vote: Vote {
+            leader,
+            zxid: Zxid::ZERO,
+            peer_epoch: 0,
+        },
+        election_epoch,
+    })
+}
+
+fn notifications_to(actions: &[Action], to: PeerId) -> Vec<Notification> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to: t,
+                msg: Message::Notification(n),
+            } if *t == to => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Member 1 heard member 2's vote for itself, settled on it, and asks it to lead; but member 2
+/// heard member 3 in time and follows it. Member 2 says so when member 1's FOLLOWERINFO
+/// arrives, and member 1 elects again at once and joins member 3, instead of waiting out
+/// initLimit for a leader that will never answer (defect 7 of the reliability issue: one member
+/// of a fresh ensemble started at once sat out initLimit).
+#[test]
+fn a_learner_that_settled_on_a_follower_is_told_and_joins_the_leader() {
+    // Member 1's side.
+    let mut one = Scripted::new(1, &[1, 2, 3], DurableState::default());
+    one.input(Input::Message {
+        from: 2,
+        msg: notification(ServerState::Looking, 2, 1),
+    });
+    for _ in 0..3 {
+        one.input(Input::Tick);
+    }
+    assert_eq!(one.node.status().leader, Some(2), "settled on member 2");
+    let told = one.input(Input::Message {
+        from: 2,
+        msg: notification(ServerState::Following, 3, 1),
+    });
+    assert!(
+        told.contains(&Action::Role(RoleChange::Looking)),
+        "{told:?}"
+    );
+    assert_eq!(one.node.status().state, ServerState::Looking);
+    // The leader's answer to its new round completes a quorum of settled votes: it joins.
+    let out = one
+        .input(Input::Message {
+            from: 3,
+            msg: notification(ServerState::Leading, 3, 1),
+        })
+        .to_vec();
+    assert_eq!(one.node.status().leader, Some(3));
+    assert_eq!(
+        packets_to(&out, 3),
+        [Packet::FollowerInfo { accepted_epoch: 0 }]
+    );
+
+    // Member 2's side: following member 3, it answers a FOLLOWERINFO with whom it follows.
+    let mut two = Scripted::new(2, &[1, 2, 3], DurableState::default());
+    two.input(Input::Message {
+        from: 3,
+        msg: notification(ServerState::Looking, 3, 1),
+    });
+    for _ in 0..3 {
+        two.input(Input::Tick);
+    }
+    assert_eq!(two.node.status().leader, Some(3));
+    let out = two
+        .packet(1, (11, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 })
+        .to_vec();
+    let answer = notifications_to(&out, 1);
+    assert_eq!(answer.len(), 1, "{out:?}");
+    assert_eq!(answer[0].state, ServerState::Following);
+    assert_eq!(answer[0].vote.leader, 3);
+    // A leader's own learners are not told anything of the kind: only a stray FOLLOWERINFO is.
+    let mut three = Scripted::new(3, &[1, 2, 3], DurableState::default());
+    three.elect_self(&[1, 2]);
+    let out = three
+        .packet(1, (11, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 })
+        .to_vec();
+    assert!(notifications_to(&out, 1).is_empty(), "{out:?}");
 }
