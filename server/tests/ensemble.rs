@@ -207,7 +207,15 @@ async fn a_restarted_member_catches_up_by_diff_and_one_far_behind_by_snap() {
     );
     assert_eq!(children_on(&ens, behind, "/d").await, acked);
 
-    // And it survives its own restart with the installed snapshot.
+    // And it survives its own restart with the installed snapshot and records logged after it
+    // (its own older records below the image must not be left to look like a gap).
+    for i in 0..10 {
+        c.create(&format!("/d/c{i}"), b"z", &persistent())
+            .await
+            .unwrap();
+        acked.insert(format!("c{i}"));
+    }
+    ens.wait_converged(SETTLE).await;
     ens.kill(behind);
     ens.restart(behind);
     ens.wait_all_serving(SETTLE).await;

@@ -172,6 +172,21 @@ pub fn write_encoded(
     })
 }
 
+/// Durably removes the snapshots older than `zxid`.
+pub fn remove_older(backend: &dyn Backend, dir: &Path, zxid: i64) -> Result<(), StorageError> {
+    for (z, name) in list_snapshots(backend, dir)? {
+        if z < zxid {
+            let path = in_dir(dir, &name);
+            backend
+                .remove(&path)
+                .map_err(StorageError::io("remove", &path))?;
+        }
+    }
+    backend
+        .sync_dir(dir)
+        .map_err(StorageError::io("fsync directory", dir))
+}
+
 /// Creates `snapshot.<zxid>.tmp`, lets `fill` write it, then fsyncs it, renames it into place and
 /// fsyncs the directory: a crash leaves no snapshot or a complete one under its final name.
 fn write_file(

@@ -476,6 +476,28 @@ impl TxnLog {
         Ok(())
     }
 
+    /// Durably removes every segment, and continues after the last zxid in a new one: for a
+    /// snapshot install, whose image (already durable) replaces the whole history up to there.
+    pub fn remove_segments(&mut self) -> Result<(), StorageError> {
+        self.sync()?;
+        self.current = None;
+        let r = (|| {
+            for (_, name) in list_segments(self.backend.as_ref(), &self.dir)? {
+                let path = in_dir(&self.dir, &name);
+                self.backend
+                    .remove(&path)
+                    .map_err(StorageError::io("remove", &path))?;
+            }
+            self.backend
+                .sync_dir(&self.dir)
+                .map_err(StorageError::io("fsync directory", &self.dir))
+        })();
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
     /// Durably removes every record after `zxid` (ZAB's TRUNC), and continues appending after it.
     ///
     /// The pending batch is synced first. Then segments that start after `zxid` are removed newest

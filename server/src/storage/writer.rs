@@ -86,13 +86,11 @@ impl State {
             }
             Cmd::Store(_, StoreCmd::Truncate(zxid)) => self.log.truncate_after(zxid),
             Cmd::Store(_, StoreCmd::Install { zxid, image }) => {
-                // Drop the records after the snapshot first: a crash before the snapshot is
-                // written then leaves an older, valid history, never records after the snapshot
-                // point from another history that recovery would replay on top of it.
-                self.log.truncate_after(zxid)?;
-                let dirs = self.dirs();
-                snapshot::write_encoded(dirs.backend.as_ref(), &dirs.snap_dir, zxid, &image)?;
-                Ok(())
+                let dirs = self
+                    .dirs
+                    .as_ref()
+                    .expect("snapshot installs need the store directories");
+                install(&mut self.log, dirs, zxid, &image)
             }
             Cmd::Store(_, StoreCmd::Epochs(new)) => {
                 // Everything logged so far must be durable before the epoch that vouches for it.
@@ -107,12 +105,27 @@ impl State {
             }
         }
     }
+}
 
-    fn dirs(&self) -> &StoreDirs {
-        self.dirs
-            .as_ref()
-            .expect("snapshot installs need the store directories")
-    }
+/// ZAB's SNAP: the leader's image, verified, replaces this member's whole history up to `zxid`.
+fn install(
+    log: &mut TxnLog,
+    dirs: &StoreDirs,
+    zxid: i64,
+    image: &[u8],
+) -> Result<(), StorageError> {
+    // Drop the records after the snapshot first: a crash before the snapshot is written then
+    // leaves an older, valid history, never records after the snapshot point from another
+    // history that recovery would replay on top of it.
+    log.truncate_after(zxid)?;
+    snapshot::write_encoded(dirs.backend.as_ref(), &dirs.snap_dir, zxid, image)?;
+    // What is left below the image may be another history: proposals of an earlier epoch that
+    // never committed and that the leader's history does not hold. Recovery must never reach
+    // them. The older snapshots go first, so that recovery cannot fall back past this image and
+    // replay them; then every log segment (the image covers them). If this image is later found
+    // damaged, recovery stops with an error instead of bringing back a divergent prefix.
+    snapshot::remove_older(dirs.backend.as_ref(), &dirs.snap_dir, zxid)?;
+    log.remove_segments()
 }
 
 impl LogWriter {
@@ -209,6 +222,72 @@ mod tests {
 
     use super::super::mem::MemBackend;
     use super::*;
+
+    /// Reliability defect 2: a SNAP install leaves nothing of the member's own history below the
+    /// image. Before, its records stayed in the log under the image, and with the image damaged,
+    /// recovery fell back to an older snapshot and handed back records of an old epoch that
+    /// never committed as the member's history, followed by the leader's next epoch.
+    #[test]
+    fn an_installed_snapshot_leaves_no_divergent_prefix_to_fall_back_to() {
+        use super::super::recovery::recover_unapplied;
+        use super::super::snapshot::SnapshotImage;
+        let z = |epoch: i64, counter: i64| (epoch << 32) | counter;
+        let b = MemBackend::new();
+        let dir = Path::new("/d");
+        let image = |zxid| SnapshotImage {
+            zxid,
+            nodes: crate::tree::DataTree::new().image(),
+            sessions: vec![],
+        };
+        // The member's own history: a snapshot at 1:4, and records up to 1:8 in the log, of
+        // which 1:5..=1:8 are proposals that never committed.
+        let mut log = TxnLog::open(Arc::new(b.clone()), dir, 8192, 0, None).unwrap();
+        for c in 1..=8 {
+            log.append(z(1, c), &[c as u8]).unwrap();
+        }
+        log.sync().unwrap();
+        snapshot::write(&b, dir, &image(z(1, 4))).unwrap();
+        // The leader's image at 1:10 (its epoch 1 went another way after 1:4) replaces it, and
+        // its epoch 2 follows.
+        let dirs = StoreDirs {
+            backend: Arc::new(b.clone()),
+            snap_dir: dir.to_owned(),
+            epochs: Epochs::default(),
+        };
+        install(
+            &mut log,
+            &dirs,
+            z(1, 10),
+            &snapshot::encode(&image(z(1, 10))),
+        )
+        .unwrap();
+        for c in 1..=2 {
+            log.append(z(2, c), &[c as u8]).unwrap();
+        }
+        log.sync().unwrap();
+        let r = recover_unapplied(&b, dir, dir).unwrap();
+        assert_eq!(r.snapshot.map(|s| s.1), Some(z(1, 10)));
+        let unapplied: Vec<i64> = r.unapplied.iter().map(|(zxid, _)| *zxid).collect();
+        assert_eq!(unapplied, [z(2, 1), z(2, 2)]);
+        // The image is damaged: there is nothing safe to start from, and recovery says so.
+        let name = snapshot::snapshot_name(z(1, 10));
+        b.corrupt(
+            &super::super::backend::in_dir(dir, &name),
+            20,
+            &[0xff, 0xff],
+        );
+        match recover_unapplied(&b, dir, dir) {
+            Err(e) => assert!(e.to_string().contains(&name), "{e}"),
+            Ok(r) => panic!(
+                "recovered a history from snapshot {:?} with {:x?}",
+                r.snapshot,
+                r.unapplied
+                    .iter()
+                    .map(|(zxid, _)| *zxid)
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
 
     #[test]
     fn a_panic_in_the_writer_is_reported_as_a_failure() {
