@@ -733,6 +733,18 @@ impl Scripted {
         self.input(Input::Persisted { seq })
     }
 
+    /// Makes the node settle on `peer` as its leader: it hears `peer`'s vote for itself, which
+    /// beats its own, and the two make a quorum of three.
+    fn settle_on_vote_of(&mut self, peer: PeerId) {
+        self.input(Input::Message {
+            from: peer,
+            msg: notification(ServerState::Looking, peer, 1),
+        });
+        for _ in 0..3 {
+            self.input(Input::Tick);
+        }
+    }
+
     /// Makes the node settle on itself as leader, with every other voter voting for it.
     fn elect_self(&mut self, others: &[PeerId]) {
         let id = self.node.id();
@@ -1021,13 +1033,7 @@ fn notifications_to(actions: &[Action], to: PeerId) -> Vec<Notification> {
 fn a_learner_that_settled_on_a_follower_is_told_and_joins_the_leader() {
     // Member 1's side.
     let mut one = Scripted::new(1, &[1, 2, 3], DurableState::default());
-    one.input(Input::Message {
-        from: 2,
-        msg: notification(ServerState::Looking, 2, 1),
-    });
-    for _ in 0..3 {
-        one.input(Input::Tick);
-    }
+    one.settle_on_vote_of(2);
     assert_eq!(one.node.status().leader, Some(2), "settled on member 2");
     let told = one.input(Input::Message {
         from: 2,
@@ -1053,13 +1059,7 @@ fn a_learner_that_settled_on_a_follower_is_told_and_joins_the_leader() {
 
     // Member 2's side: following member 3, it answers a FOLLOWERINFO with whom it follows.
     let mut two = Scripted::new(2, &[1, 2, 3], DurableState::default());
-    two.input(Input::Message {
-        from: 3,
-        msg: notification(ServerState::Looking, 3, 1),
-    });
-    for _ in 0..3 {
-        two.input(Input::Tick);
-    }
+    two.settle_on_vote_of(3);
     assert_eq!(two.node.status().leader, Some(3));
     let out = two
         .packet(1, (11, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 })
