@@ -23,7 +23,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
 
-# Two nginx backends (one worker each) answering a small body.
+# Two nginx backends (two workers between them) answering a small body.
 B1=$(free_port); B2=$(free_port)
 cat > "$WORK/backend.conf" <<CONF
 worker_processes 2;

@@ -63,7 +63,7 @@ impl Learner {
         let mut l = Learner {
             leader,
             observer,
-            session: core.rng.next_u64(),
+            session: 0,
             send_seq: 1,
             recv_seq: 1,
             started: core.now,
@@ -72,12 +72,22 @@ impl Learner {
             phase: Phase::Connecting,
             sync_started: false,
             acked: Zxid::ZERO,
-            next_info: core.now + u64::from(core.cfg.heartbeat_ticks),
+            next_info: core.now,
             session_started: core.now,
         };
-        let info = l.info(core);
-        l.send(core, info);
+        l.open_session(core);
         l
+    }
+
+    /// Opens a session with the leader under a new random id: FOLLOWERINFO as its packet 1.
+    fn open_session(&mut self, core: &mut Core) {
+        self.session = core.rng.next_u64();
+        self.send_seq = 1;
+        self.recv_seq = 1;
+        self.session_started = core.now;
+        self.next_info = core.now + u64::from(core.cfg.heartbeat_ticks);
+        let info = self.info(core);
+        self.send(core, info);
     }
 
     /// FOLLOWERINFO or OBSERVERINFO, the session's first packet.
@@ -380,12 +390,7 @@ impl Learner {
                 leader = self.leader,
                 "no LEADERINFO; opening a fresh session"
             );
-            self.session = core.rng.next_u64();
-            // Its FOLLOWERINFO, packet 1, goes out just below.
-            self.send_seq = 2;
-            self.recv_seq = 1;
-            self.session_started = now;
-            self.next_info = now;
+            self.open_session(core);
         }
         if self.phase == Phase::Connecting && now >= self.next_info {
             self.next_info = now + u64::from(core.cfg.heartbeat_ticks);
