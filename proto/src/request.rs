@@ -193,6 +193,39 @@ pub fn decode_multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>, DecodeError> {
 }
 
 impl Request {
+    /// The path the request names (a multi's first sub-operation's), or `""` for requests that
+    /// name none (ping, auth, setWatches, whoAmI, closeSession, ...).
+    pub fn path(&self) -> &str {
+        match self {
+            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => &r.path,
+            Request::CreateTtl(r) => &r.path,
+            Request::Delete(r) => &r.path,
+            Request::Exists(r)
+            | Request::GetData(r)
+            | Request::GetChildren(r)
+            | Request::GetChildren2(r) => &r.path,
+            Request::SetData(r) => &r.path,
+            Request::SetAcl(r) => &r.path,
+            Request::GetAcl(r)
+            | Request::Sync(r)
+            | Request::DeleteContainer(r)
+            | Request::GetEphemerals(r)
+            | Request::GetAllChildrenNumber(r) => &r.path,
+            Request::Check(r) => &r.path,
+            Request::Multi(ops) | Request::MultiRead(ops) => ops.first().map_or("", MultiOp::path),
+            Request::CheckWatches(r) | Request::RemoveWatches(r) => &r.path,
+            Request::AddWatch(r) => &r.path,
+            Request::Ping
+            | Request::Reconfig(_)
+            | Request::Auth(_)
+            | Request::SetWatches(_)
+            | Request::SetWatches2(_)
+            | Request::Sasl(_)
+            | Request::WhoAmI
+            | Request::CloseSession => "",
+        }
+    }
+
     /// The opcode this request is sent with.
     pub fn op_code(&self) -> OpCode {
         match self {

@@ -111,7 +111,30 @@ pub struct Config {
     pub sync_limit_ticks: u32,
     /// `server.N` lines: the ensemble, sorted by id. Empty for a standalone server.
     pub ensemble: Vec<Peer>,
+    /// `admin.enableServer`: serve the AdminServer's HTTP commands (on by default, as in
+    /// ZooKeeper).
+    pub admin_enabled: bool,
+    /// `admin.serverAddress`; when absent, the client port's address.
+    pub admin_address: Option<IpAddr>,
+    /// `admin.serverPort` (8080 by default; 0 picks a free port).
+    pub admin_port: u16,
+    /// `admin.commandURL`: where the commands live (`/commands`).
+    pub admin_command_url: String,
+    /// `metricsProvider.className` names ZooKeeper's Prometheus provider: serve `/metrics` on
+    /// its own port too.
+    pub metrics_enabled: bool,
+    /// `metricsProvider.httpHost`; when absent, the client port's address.
+    pub metrics_address: Option<IpAddr>,
+    /// `metricsProvider.httpPort` (7000 by default).
+    pub metrics_port: u16,
+    /// `slowRequestThresholdMs`: a request slower than this is logged with its session and
+    /// path (0 = never).
+    pub slow_request_threshold_ms: u64,
 }
+
+/// The class name of ZooKeeper's Prometheus metrics provider.
+pub const PROMETHEUS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 
 /// One `server.N=host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`
 /// line.
@@ -220,6 +243,14 @@ impl Default for Config {
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
             ensemble: Vec::new(),
+            admin_enabled: true,
+            admin_address: None,
+            admin_port: 8080,
+            admin_command_url: "/commands".into(),
+            metrics_enabled: false,
+            metrics_address: None,
+            metrics_port: 7000,
+            slow_request_threshold_ms: 1000,
         }
     }
 }
@@ -229,13 +260,9 @@ const KNOWN_UNUSED: &[&str] = &[
     "serverCnxnFactory",
     "secureClientPort",
     "secureClientPortAddress",
-    "admin.serverPort",
-    "admin.enableServer",
-    "admin.serverAddress",
     "standaloneEnabled",
     "reconfigEnabled",
     "dynamicConfigFile",
-    "metricsProvider.className",
     "forceSync",
     "leaderServes",
     "electionAlg",
@@ -282,11 +309,7 @@ impl Config {
                 "dataDir" => cfg.data_dir = PathBuf::from(non_empty(key, value)?),
                 "dataLogDir" => data_log_dir = Some(PathBuf::from(non_empty(key, value)?)),
                 "clientPort" => cfg.client_port = parse_num(key, value, 0)?,
-                "clientPortAddress" => {
-                    cfg.client_port_address = value
-                        .parse()
-                        .map_err(|_| invalid(key, value, "not an IP address"))?
-                }
+                "clientPortAddress" => cfg.client_port_address = parse_ip(key, value)?,
                 "maxClientCnxns" => cfg.max_client_cnxns = parse_num(key, value, 0)?,
                 "maxCnxns" => cfg.max_cnxns = parse_num(key, value, 0)?,
                 "minSessionTimeout" => min_timeout = Some(parse_num::<i64>(key, value, -1)?),
@@ -340,6 +363,34 @@ impl Config {
                 "preAllocSize" => cfg.prealloc_bytes = parse_num::<u64>(key, value, 4)? * 1024,
                 "autopurge.snapRetainCount" => cfg.snap_retain_count = parse_num(key, value, 3)?,
                 "autopurge.purgeInterval" => cfg.purge_interval_hours = parse_num(key, value, 0)?,
+                "admin.enableServer" => cfg.admin_enabled = parse_bool(key, value)?,
+                "admin.serverAddress" => cfg.admin_address = Some(parse_ip(key, value)?),
+                "admin.serverPort" => cfg.admin_port = parse_num(key, value, 0)?,
+                "admin.commandURL" => {
+                    let url = non_empty(key, value)?;
+                    if !url.starts_with('/') || url.len() < 2 {
+                        return Err(invalid(key, value, "expected a path such as /commands"));
+                    }
+                    cfg.admin_command_url = url.trim_end_matches('/').to_owned();
+                }
+                "metricsProvider.className" => {
+                    cfg.metrics_enabled = value.trim() == PROMETHEUS_PROVIDER;
+                    if !cfg.metrics_enabled
+                        && value.trim()
+                            != "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+                    {
+                        tracing::warn!(
+                            key,
+                            value,
+                            "unknown metrics provider; serving no metrics port"
+                        );
+                    }
+                }
+                "metricsProvider.httpHost" => cfg.metrics_address = Some(parse_ip(key, value)?),
+                "metricsProvider.httpPort" => cfg.metrics_port = parse_num(key, value, 0)?,
+                "slowRequestThresholdMs" => {
+                    cfg.slow_request_threshold_ms = parse_num(key, value, 0)?
+                }
                 "initLimit" => cfg.init_limit_ticks = parse_num(key, value, 1)?,
                 "syncLimit" => cfg.sync_limit_ticks = parse_num(key, value, 1)?,
                 _ if bare.starts_with("server.") => {
@@ -476,6 +527,12 @@ where
     Ok(v)
 }
 
+fn parse_ip(key: &str, value: &str) -> Result<IpAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(key, value, "not an IP address"))
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" => Ok(true),
@@ -486,6 +543,37 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn admin_and_metrics_keys_are_zookeepers() {
+        let cfg = Config::parse("").unwrap();
+        assert!(cfg.admin_enabled && cfg.admin_port == 8080 && !cfg.metrics_enabled);
+        let cfg = Config::parse(
+            "admin.enableServer=false\nadmin.serverPort=9090\nadmin.serverAddress=0.0.0.0\n\
+             admin.commandURL=/cmds/\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpHost=127.0.0.2\nmetricsProvider.httpPort=7001\n\
+             slowRequestThresholdMs=250\n",
+        )
+        .unwrap();
+        assert!(!cfg.admin_enabled);
+        assert_eq!(cfg.admin_port, 9090);
+        assert_eq!(cfg.admin_address, Some(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(cfg.admin_command_url, "/cmds");
+        assert!(cfg.metrics_enabled);
+        assert_eq!(cfg.metrics_address, Some(IpAddr::from([127, 0, 0, 2])));
+        assert_eq!(cfg.metrics_port, 7001);
+        assert_eq!(cfg.slow_request_threshold_ms, 250);
+        for bad in [
+            "admin.serverPort=http",
+            "admin.enableServer=maybe",
+            "admin.commandURL=commands",
+            "metricsProvider.httpHost=somewhere",
+        ] {
+            let err = Config::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
+        }
+    }
+
     use super::*;
 
     #[test]

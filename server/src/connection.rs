@@ -45,7 +45,14 @@ pub async fn serve(
     cfg: Arc<Config>,
     global: Arc<Semaphore>,
 ) {
-    let span = tracing::debug_span!("conn", id = conn, peer = %addr);
+    // Per connection, not per request: an info span costs nothing on the request path, and it
+    // names the session (once established) on every line the connection logs.
+    let span = tracing::info_span!(
+        "conn",
+        id = conn,
+        peer = %addr,
+        session = tracing::field::Empty
+    );
     async move {
         if let Err(reason) = serve_inner(stream, addr, conn, &core, &cfg, global).await {
             tracing::debug!(reason, "connection closed");
@@ -68,7 +75,8 @@ async fn serve_inner(
     let (mut rd, wr) = stream.into_split();
     let kill = CancellationToken::new();
     let (tx, rx) = mpsc::channel(cfg.max_inflight_per_connection + cfg.max_pending_notifications);
-    let writer = tokio::spawn(write_loop(wr, rx, kill.clone()));
+    let writer =
+        tokio::spawn(write_loop(wr, rx, kill.clone()).instrument(tracing::Span::current()));
     let slots = Slots {
         conn: Arc::new(Semaphore::new(cfg.max_inflight_per_connection)),
         global,
@@ -233,6 +241,9 @@ async fn write_loop(
                 Outbound::Close => {
                     close = true;
                     break;
+                }
+                Outbound::Session(id) => {
+                    tracing::Span::current().record("session", format_args!("0x{id:x}"));
                 }
             }
             if buf.len() >= 64 * 1024 {

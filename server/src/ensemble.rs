@@ -18,13 +18,14 @@
 //!   back as [`Event::Persisted`](crate::server::Event::Persisted).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rookery_proto::{ConnectRequest, Reader, Request, Response};
 
 use crate::quorum::relay::NOT_A_CONNECTION;
 use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
-use crate::server::{Core, Plan, Queued, ReplyKind};
+use crate::server::{Core, Op, Plan, Queued, ReplyKind};
 use crate::storage::codec::decode_txn;
 use crate::storage::epoch::Epochs;
 use crate::storage::snapshot;
@@ -90,6 +91,12 @@ pub struct Ensemble {
     backlog: VecDeque<(i64, Bytes)>,
     /// The longest `backlog` allowed: past it a write is refused.
     max_backlog: usize,
+    /// Since when this member has been without a leader to serve under (`election_time`).
+    looking_since: Option<Instant>,
+    /// As leader: when each write not yet committed was numbered, in zxid order
+    /// (`proposal_latency`). Bounded by the backlog and the proposal window; cleared when the
+    /// role changes.
+    proposed_at: VecDeque<(i64, Instant)>,
 }
 
 /// A leader's view of its learners' connections (learner, connection): the number of the next
@@ -182,6 +189,8 @@ impl Ensemble {
             forwarding: ForwardOrder::default(),
             backlog: VecDeque::new(),
             max_backlog: max_backlog.max(1),
+            looking_since: Some(Instant::now()),
+            proposed_at: VecDeque::new(),
         }
     }
 
@@ -370,6 +379,20 @@ impl Core {
 
     /// Applies committed transactions in order and answers the local requests they carry.
     fn apply_committed(&mut self, entries: Vec<zab::Entry>) {
+        if let Some(last) = entries.last() {
+            let last = last.zxid.to_i64();
+            let metrics = self.metrics.clone();
+            let ens = self.ens();
+            while let Some(&(zxid, at)) = ens.proposed_at.front() {
+                if zxid > last {
+                    break;
+                }
+                ens.proposed_at.pop_front();
+                metrics
+                    .proposal_latency
+                    .observe(at.elapsed().as_secs_f64() * 1e3);
+            }
+        }
         let n = entries.len() as u64;
         for e in entries {
             let zxid = e.zxid.to_i64();
@@ -494,6 +517,18 @@ impl Core {
         tracing::info!(?role, "ensemble role changed");
         let was_serving = self.ens().serving();
         self.ens().role = role;
+        let metrics = self.metrics.clone();
+        let ens = self.ens();
+        ens.proposed_at.clear();
+        if ens.serving() {
+            if let Some(since) = ens.looking_since.take() {
+                metrics
+                    .election_time
+                    .observe(since.elapsed().as_secs_f64() * 1e3);
+            }
+        } else {
+            ens.looking_since.get_or_insert_with(Instant::now);
+        }
         if was_serving {
             // As ZooKeeper: a member that stops serving under one leader drops its clients.
             // Outstanding writes have an unknown outcome; their clients learn it after
@@ -587,6 +622,7 @@ impl Core {
                 .push_back((cxid, plan));
         }
         ens.backlog.push_back((zxid, Bytes::from(payload)));
+        ens.proposed_at.push_back((zxid, Instant::now()));
         self.propose_backlog();
         true
     }
@@ -762,7 +798,8 @@ impl Core {
                 Response::Path(rookery_proto::PathResponse { path }),
                 false,
             );
-            self.reply(conn, "SYNC", q.xid, reply, q.permit, q.received);
+            let op = q.req.as_ref().map_or(Op::OTHER, Op::of);
+            self.reply(conn, op, q.xid, reply, q.permit, q.received);
             self.drain(conn);
         }
     }

@@ -10,7 +10,8 @@
 //! - [`watch`]: the watch tables.
 //! - [`session`]: the session table and expiry.
 //! - [`acl`]: ACL checks and auth providers.
-//! - [`admin`]: four-letter words.
+//! - [`admin`]: four-letter words, and the AdminServer's HTTP commands.
+//! - [`metrics`]: Prometheus metrics (on the admin server and the Prometheus provider's port).
 //!
 //! - [`storage`]: the transaction log, snapshots and recovery (sync I/O behind a backend trait).
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod ensemble;
 pub mod inspect;
+pub mod metrics;
 pub mod prep;
 pub mod quorum;
 pub mod server;
@@ -57,6 +59,51 @@ pub enum RunError {
     /// The ensemble configuration or the peer ports are unusable.
     #[error("ensemble: {0}")]
     Ensemble(String),
+}
+
+/// Starts the admin server and the Prometheus endpoint, as configured. As in ZooKeeper, a port
+/// that cannot be bound is a warning, not a reason to stop serving clients.
+async fn start_http(
+    cfg: &Config,
+    core: &mpsc::Sender<server::Event>,
+    metrics: &Arc<metrics::Metrics>,
+    shutdown: &CancellationToken,
+) {
+    let mut servers = Vec::new();
+    if cfg.admin_enabled {
+        let addr = cfg.admin_address.unwrap_or(cfg.client_port_address);
+        let routes = admin::http::Routes::Admin {
+            command_url: cfg.admin_command_url.clone(),
+        };
+        servers.push(("admin server", addr, cfg.admin_port, routes));
+    }
+    if cfg.metrics_enabled {
+        let addr = cfg.metrics_address.unwrap_or(cfg.client_port_address);
+        servers.push((
+            "Prometheus metrics",
+            addr,
+            cfg.metrics_port,
+            admin::http::Routes::Metrics,
+        ));
+    }
+    for (what, ip, port, routes) in servers {
+        let listener = match TcpListener::bind((ip, port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%ip, port, error = %e, "cannot serve the {what}; carrying on without it");
+                continue;
+            }
+        };
+        let local = listener.local_addr().ok();
+        tracing::info!(?local, "serving the {what}");
+        tokio::spawn(admin::http::serve(
+            listener,
+            routes,
+            core.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
 }
 
 /// Capacity of the queue of messages from other members.
@@ -133,7 +180,12 @@ pub async fn run_with_backend(
     } else {
         (None, None, None)
     };
+    let metrics = Arc::new(metrics::Metrics::new());
+    let fsync_metrics = metrics.clone();
     let writer = storage::writer::LogWriter::spawn(log, dirs, move |r| {
+        if let Ok(synced) = &r {
+            fsync_metrics.fsync_time.observe(synced.fsync_ms);
+        }
         let ev = match r {
             Ok(storage::writer::Synced { seq: Some(seq), .. }) => server::Event::Persisted(seq),
             Ok(synced) => server::Event::Durable(synced.zxid),
@@ -148,8 +200,10 @@ pub async fn run_with_backend(
         backend,
         tx.clone(),
         ensemble,
-    );
+    )
+    .with_metrics(metrics.clone());
     let global = core.slots();
+    start_http(&cfg, &tx, &metrics, &shutdown).await;
     let core_shutdown = shutdown.clone();
     let core_task = tokio::spawn(async move {
         let r = core.run(rx, peers, core_shutdown.clone()).await;

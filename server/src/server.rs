@@ -50,6 +50,8 @@ pub enum Outbound {
     Frame(Vec<u8>, Option<Slot>),
     /// Flush what is queued, then close the connection.
     Close,
+    /// The connection now carries this session: its span says so from here on.
+    Session(i64),
 }
 
 /// The core's handle on one connection.
@@ -108,6 +110,8 @@ pub enum Event {
     SnapshotDone(Result<i64, String>),
     /// Ensemble: every ZAB store operation up to this sequence number is durable.
     Persisted(u64),
+    /// An AdminServer command or a metrics scrape.
+    Admin(crate::admin::http::AdminRequest),
 }
 
 /// A request waiting behind its session's in-flight writes.
@@ -297,6 +301,8 @@ pub struct Core {
     last_container_check_ms: u64,
     /// Set for an ensemble member: the consensus core and its transport.
     pub(crate) ensemble: Option<crate::ensemble::Ensemble>,
+    /// The Prometheus metrics this core records into.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why the server stopped on its own.
@@ -325,22 +331,51 @@ fn reply_frame(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
     out
 }
 
-fn op_name(req: &Request) -> &'static str {
-    match req.op_code() {
-        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",
-        OpCode::Delete => "DELE",
-        OpCode::Exists => "EXIS",
-        OpCode::GetData => "GETD",
-        OpCode::SetData => "SETD",
-        OpCode::GetAcl => "GETA",
-        OpCode::SetAcl => "SETA",
-        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
-        OpCode::Sync => "SYNC",
-        OpCode::Ping => "PING",
-        OpCode::Multi | OpCode::MultiRead => "MULT",
-        OpCode::CloseSession => "CLOS",
-        OpCode::SetWatches | OpCode::SetWatches2 => "SETW",
-        _ => "OTHR",
+/// What a reply answers, for the statistics, the latency metrics and the slow-request log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op<'a> {
+    /// The name `cons` prints as the last operation.
+    pub(crate) name: &'static str,
+    /// The path the request names (`""` if none).
+    pub(crate) path: &'a str,
+    /// A write (its latency is `updatelatency`), not a read.
+    pub(crate) update: bool,
+}
+
+impl<'a> Op<'a> {
+    /// A request that did not decode.
+    pub(crate) const OTHER: Op<'static> = Op {
+        name: "OTHR",
+        path: "",
+        update: false,
+    };
+
+    pub(crate) fn of(req: &'a Request) -> Op<'a> {
+        let (name, update) = match req {
+            Request::Create(_)
+            | Request::Create2(_)
+            | Request::CreateContainer(_)
+            | Request::CreateTtl(_) => ("CREA", true),
+            Request::Delete(_) | Request::DeleteContainer(_) => ("DELE", true),
+            Request::Exists(_) => ("EXIS", false),
+            Request::GetData(_) => ("GETD", false),
+            Request::SetData(_) => ("SETD", true),
+            Request::GetAcl(_) => ("GETA", false),
+            Request::SetAcl(_) => ("SETA", true),
+            Request::GetChildren(_) | Request::GetChildren2(_) => ("GETC", false),
+            Request::Sync(_) => ("SYNC", false),
+            Request::Ping => ("PING", false),
+            Request::Multi(_) => ("MULT", true),
+            Request::MultiRead(_) => ("MULT", false),
+            Request::CloseSession => ("CLOS", true),
+            Request::SetWatches(_) | Request::SetWatches2(_) => ("SETW", false),
+            _ => ("OTHR", false),
+        };
+        Op {
+            name,
+            path: req.path(),
+            update,
+        }
     }
 }
 
@@ -385,7 +420,30 @@ impl Core {
             last_container_check_ms: 0,
             ensemble,
             cfg,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records into `metrics` (shared with the storage thread and the HTTP endpoints).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// `crst`: clears every connection's counters.
+    pub(crate) fn reset_connection_stats(&mut self) {
+        for c in self.conns.values_mut() {
+            c.stats.latency = Latency::default();
+            c.stats.received = 0;
+            c.stats.sent = 0;
+        }
+    }
+
+    /// `srst`: clears the server's counters.
+    pub(crate) fn reset_server_stats(&mut self) {
+        self.stats.latency = Latency::default();
+        self.stats.received = 0;
+        self.stats.sent = 0;
     }
 
     /// The `globalOutstandingLimit` slots, for the connections to take.
@@ -491,6 +549,12 @@ impl Core {
             }
             Event::SnapshotDone(result) => self.on_snapshot_done(result),
             Event::Persisted(seq) => self.zab_step(crate::zab::Input::Persisted { seq }),
+            Event::Admin(crate::admin::http::AdminRequest::Command { name, reply }) => {
+                let _ = reply.send(crate::admin::commands::run(self, &name));
+            }
+            Event::Admin(crate::admin::http::AdminRequest::MetricsState { reply }) => {
+                let _ = reply.send(crate::admin::metrics_state(self));
+            }
         }
     }
 
@@ -687,6 +751,8 @@ impl Core {
             timeout_ms,
             "session established"
         );
+        // Best effort: the span field is for logs only, and a full queue is handled below.
+        let _ = conn.handle.tx.try_send(Outbound::Session(session_id));
         let resp = ConnectResponse {
             protocol_version: 0,
             timeout_ms,
@@ -798,26 +864,44 @@ impl Core {
                 return;
             }
         };
-        let name = op_name(&req);
-        let reply = self.dispatch(conn_id, session_id, xid, req);
-        self.reply(conn_id, name, xid, reply, permit, received);
+        let reply = self.dispatch(conn_id, session_id, xid, &req);
+        self.reply(conn_id, Op::of(&req), xid, reply, permit, received);
     }
 
     /// Sends a reply and keeps the statistics.
     pub(crate) fn reply(
         &mut self,
         conn_id: ConnId,
-        name: &'static str,
+        op: Op<'_>,
         cxid: i32,
         (reply_xid, zxid, err, body, close): Reply,
         permit: Option<Slot>,
         received: Instant,
     ) {
-        let latency_ms = received.elapsed().as_millis() as u64;
+        let elapsed = received.elapsed();
+        let latency_ms = elapsed.as_millis() as u64;
         self.stats.latency.record(latency_ms);
+        // Pings say nothing about the server's speed, only about the client's timer.
+        if op.name != "PING" {
+            self.metrics.request(op.update, elapsed.as_secs_f64() * 1e3);
+        }
+        let threshold_ms = self.cfg.slow_request_threshold_ms;
+        if threshold_ms > 0 && latency_ms >= threshold_ms {
+            self.metrics.slow_requests.inc();
+            let session = self.conns.get(&conn_id).map_or(0, |c| c.session_id);
+            tracing::warn!(
+                session = format_args!("0x{session:x}"),
+                op = op.name,
+                path = op.path,
+                latency_ms,
+                threshold_ms,
+                err,
+                "slow request"
+            );
+        }
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             let s = &mut conn.stats;
-            s.last_op = name;
+            s.last_op = op.name;
             s.last_cxid = cxid;
             s.last_zxid = zxid;
             s.last_response_wall_ms = wall_ms();
@@ -831,12 +915,12 @@ impl Core {
     }
 
     /// Runs one request; returns (reply xid, zxid, err, body, close afterwards).
-    fn dispatch(&mut self, conn_id: ConnId, session_id: i64, xid: i32, req: Request) -> Reply {
+    fn dispatch(&mut self, conn_id: ConnId, session_id: i64, xid: i32, req: &Request) -> Reply {
         let ok = |zxid: i64, body: Response| (xid, zxid, 0, body, false);
         let last = self.last_zxid;
         match req {
             Request::Ping => (xid::PING, last, 0, Response::Empty, false),
-            Request::Auth(p) => self.auth(conn_id, xid, &p),
+            Request::Auth(p) => self.auth(conn_id, xid, p),
             Request::Sasl(_) => {
                 self.stats.auth_failed += 1;
                 error_reply(xid, last, ErrorCode::AuthFailed, true)
@@ -849,19 +933,24 @@ impl Core {
             Request::SetWatches(sw) => {
                 let all = SetWatches2 {
                     relative_zxid: sw.relative_zxid,
-                    data_watches: sw.data_watches,
-                    exist_watches: sw.exist_watches,
-                    child_watches: sw.child_watches,
+                    data_watches: sw.data_watches.clone(),
+                    exist_watches: sw.exist_watches.clone(),
+                    child_watches: sw.child_watches.clone(),
                     ..SetWatches2::default()
                 };
                 self.set_watches(conn_id, &all);
                 (xid, last, 0, Response::Empty, false)
             }
             Request::SetWatches2(sw) => {
-                self.set_watches(conn_id, &sw);
+                self.set_watches(conn_id, sw);
                 (xid, last, 0, Response::Empty, false)
             }
-            Request::Sync(r) => ok(last, Response::Path(PathResponse { path: r.path })),
+            Request::Sync(r) => ok(
+                last,
+                Response::Path(PathResponse {
+                    path: r.path.clone(),
+                }),
+            ),
             Request::WhoAmI => {
                 let ids = self
                     .conns
@@ -914,8 +1003,8 @@ impl Core {
                 }
                 ok(last, Response::Error(ErrorResponse { err: 0 }))
             }
-            Request::CheckWatches(r) => self.watches_op(conn_id, xid, &r, false),
-            Request::RemoveWatches(r) => self.watches_op(conn_id, xid, &r, true),
+            Request::CheckWatches(r) => self.watches_op(conn_id, xid, r, false),
+            Request::RemoveWatches(r) => self.watches_op(conn_id, xid, r, true),
             Request::MultiRead(ops) => {
                 if ops.iter().any(|op| !op.is_read()) {
                     return error_reply(xid, last, ErrorCode::MarshallingError, false);
@@ -931,7 +1020,7 @@ impl Core {
             | Request::GetAcl(_)
             | Request::GetChildren(_)
             | Request::GetChildren2(_)
-            | Request::GetAllChildrenNumber(_) => match self.read(conn_id, &req) {
+            | Request::GetAllChildrenNumber(_) => match self.read(conn_id, req) {
                 Ok(body) => ok(last, body),
                 Err(e) => (xid, last, e.code(), Response::Empty, false),
             },
@@ -1227,7 +1316,7 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.inflight_writes -= 1;
                 }
-                let name = q.req.as_ref().map_or("OTHR", op_name);
+                let op = q.req.as_ref().map_or(Op::OTHER, Op::of);
                 let reply = if applied.err != 0 {
                     (q.xid, zxid, applied.err, Response::Empty, false)
                 } else {
@@ -1250,7 +1339,7 @@ impl Core {
                     };
                     (q.xid, zxid, 0, body, close)
                 };
-                self.reply(conn, name, q.xid, reply, q.permit, q.received);
+                self.reply(conn, op, q.xid, reply, q.permit, q.received);
                 self.drain(conn);
             }
         }
@@ -1306,7 +1395,7 @@ impl Core {
         if let Request::Multi(ops) = req {
             if ops.iter().any(MultiOp::is_read) {
                 let r = error_reply(q.xid, self.last_zxid, ErrorCode::MarshallingError, false);
-                self.reply(conn_id, "MULT", q.xid, r, q.permit, q.received);
+                self.reply(conn_id, Op::of(req), q.xid, r, q.permit, q.received);
                 return;
             }
         }

@@ -159,7 +159,7 @@ impl Ensemble {
                 "tickTime={}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                  clientPortAddress={}\n4lw.commands.whitelist=*\n\
                  zookeeper.extendedTypesEnabled=true\nznode.container.checkIntervalMs=1000\n\
-                 preAllocSize=1024\n",
+                 preAllocSize=1024\nadmin.enableServer=false\n",
                 opts.tick_ms,
                 m.dir.join("data").display(),
                 m.client.port(),

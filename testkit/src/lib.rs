@@ -169,6 +169,32 @@ pub fn four_letter(addr: SocketAddr, cmd: &str) -> String {
     out
 }
 
+/// `GET path` over HTTP/1.0: the status code and the body (status 0 if the server cannot be
+/// reached or answers nothing HTTP-like).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path)
+}
+
+/// One HTTP/1.0 request without a body: the status code and the body.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = StdTcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let Some((head, body)) = out.split_once("\r\n\r\n") else {
+        return (0, out);
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
 /// Whether a session can be opened (and is closed again at once).
 fn session_opens(addr: SocketAddr) -> bool {
     let Ok(mut s) = StdTcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
@@ -333,7 +359,8 @@ pub fn start_rookery_at(dir: Option<&Path>, port: Option<u16>, extra: &[(&str, &
     let mut cfg = format!(
         "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
          4lw.commands.whitelist=*\nzookeeper.extendedTypesEnabled=true\n\
-         znode.container.checkIntervalMs=1000\nmaxClientCnxns=0\npreAllocSize=1024\n",
+         znode.container.checkIntervalMs=1000\nmaxClientCnxns=0\npreAllocSize=1024\n\
+         admin.enableServer=false\n",
         dir.join("data").display()
     );
     for (k, v) in extra {
@@ -439,6 +466,8 @@ pub fn start_zookeeper(opts: ZkOptions<'_>) -> Proc {
             "/usr/share/java/netty-codec.jar",
             "/usr/share/java/netty-resolver.jar",
             "/usr/share/java/netty-transport-native-unix-common.jar",
+            // The AdminServer's Jetty needs the servlet API, also missing from the Class-Path.
+            "/usr/share/java/servlet-api.jar",
         ]
         .join(":"),
         "org.apache.zookeeper.server.ZooKeeperServerMain".into(),

@@ -44,12 +44,14 @@ enum Cmd {
 }
 
 /// What a durable batch covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Synced {
     /// The last durable log record.
     pub zxid: i64,
     /// The last store operation now complete, if the batch held any.
     pub seq: Option<u64>,
+    /// How long the batch's fsync took, in ms.
+    pub fsync_ms: f64,
 }
 
 /// Where the store operations that are not log appends write: snapshots and epoch files.
@@ -165,8 +167,13 @@ impl LogWriter {
                             }
                             seq = this.or(seq);
                         }
+                        let started = std::time::Instant::now();
                         match result.and_then(|()| state.log.sync()) {
-                            Ok(zxid) => on_sync(Ok(Synced { zxid, seq })),
+                            Ok(zxid) => on_sync(Ok(Synced {
+                                zxid,
+                                seq,
+                                fsync_ms: started.elapsed().as_secs_f64() * 1e3,
+                            })),
                             Err(e) => {
                                 on_sync(Err(e));
                                 return;

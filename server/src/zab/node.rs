@@ -552,6 +552,26 @@ impl Node {
         }
     }
 
+    /// As leader: each connected learner and the transactions it has yet to make durable (its
+    /// whole history this epoch until it acknowledges NEWLEADER). Empty unless leading.
+    pub fn learner_lags(&self) -> Vec<(PeerId, i64)> {
+        let Role::Leading(l) = &self.role else {
+            return Vec::new();
+        };
+        let last = self.core.log.last();
+        l.learners
+            .iter()
+            .map(|(&id, h)| {
+                let behind = if h.matched.epoch() == last.epoch() {
+                    i64::from(last.counter().saturating_sub(h.matched.counter()))
+                } else {
+                    i64::from(last.counter())
+                };
+                (id, behind)
+            })
+            .collect()
+    }
+
     fn learner_counts(&self, synced: bool) -> (usize, usize) {
         let Role::Leading(l) = &self.role else {
             return (0, 0);

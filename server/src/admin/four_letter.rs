@@ -3,10 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::server::{wall_ms, ConnStats, Core, Latency};
-
-/// The version string the server reports.
-pub const VERSION: &str = concat!("3.9.0-rookery-", env!("CARGO_PKG_VERSION"));
+use super::{dir_size, mode, monitor_rows, serving, zk_node_count, VERSION};
+use crate::server::{ConnStats, Core};
 
 /// The text a four-letter word answers with, honouring the whitelist.
 pub fn four_letter(core: &mut Core, cmd: &str) -> String {
@@ -34,17 +32,11 @@ pub fn four_letter(core: &mut Core, cmd: &str) -> String {
             out.push('\n');
         }
         "crst" => {
-            for c in core.conns.values_mut() {
-                c.stats.latency = Latency::default();
-                c.stats.received = 0;
-                c.stats.sent = 0;
-            }
+            core.reset_connection_stats();
             out.push_str("Connection stats reset.\n");
         }
         "srst" => {
-            core.stats.latency = Latency::default();
-            core.stats.received = 0;
-            core.stats.sent = 0;
+            core.reset_server_stats();
             out.push_str("Server stats reset.\n");
         }
         "dump" => dump(core, &mut out),
@@ -89,17 +81,6 @@ pub fn four_letter(core: &mut Core, cmd: &str) -> String {
     out
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn srvr(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Zookeeper version: {VERSION}, built on unknown");
     srvr_body(core, out);
@@ -121,15 +102,6 @@ fn srvr_body(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Zxid: 0x{:x}", core.last_zxid);
     let _ = writeln!(out, "Mode: {}", mode(core));
     let _ = writeln!(out, "Node count: {}", zk_node_count(core));
-}
-
-fn serving(core: &Core) -> bool {
-    core.ensemble.as_ref().is_none_or(|e| e.serving())
-}
-
-/// `standalone`, or the ensemble role as ZooKeeper names it.
-fn mode(core: &Core) -> &'static str {
-    core.ensemble.as_ref().map_or("standalone", |e| e.mode())
 }
 
 fn conf(core: &Core, out: &mut String) {
@@ -251,70 +223,13 @@ fn envi(core: &Core, out: &mut String) {
 }
 
 fn mntr(core: &Core, out: &mut String) {
-    let l = &core.stats.latency;
-    let w = &core.tree.watches;
-    let uptime_ms = core.started.elapsed().as_millis();
-    let rows: Vec<(&str, String)> = vec![
-        ("zk_version", format!("{VERSION}, built on unknown")),
-        ("zk_server_state", mode(core).into()),
-        ("zk_avg_latency", format!("{:.4}", l.avg())),
-        ("zk_max_latency", l.max_ms.to_string()),
-        ("zk_min_latency", l.min().to_string()),
-        ("zk_packets_received", core.stats.received.to_string()),
-        ("zk_packets_sent", core.stats.sent.to_string()),
-        ("zk_num_alive_connections", core.conns.len().to_string()),
-        (
-            "zk_outstanding_requests",
-            core.outstanding_requests().to_string(),
-        ),
-        ("zk_znode_count", zk_node_count(core).to_string()),
-        ("zk_watch_count", w.watch_count().to_string()),
-        (
-            "zk_ephemerals_count",
-            core.tree.ephemeral_count().to_string(),
-        ),
-        (
-            "zk_approximate_data_size",
-            core.tree.approximate_data_size().to_string(),
-        ),
-        ("zk_open_file_descriptor_count", open_fds().to_string()),
-        ("zk_uptime", uptime_ms.to_string()),
-        ("zk_global_sessions", core.sessions.len().to_string()),
-        ("zk_local_sessions", "0".into()),
-        ("zk_auth_failed_count", core.stats.auth_failed.to_string()),
-        ("zk_last_zxid", core.last_zxid.to_string()),
-        ("zk_now_ms", wall_ms().to_string()),
-    ];
-    let mut rows = rows;
-    if let Some(e) = &core.ensemble {
-        let st = e.node.status();
-        rows.push(("zk_current_epoch", st.current_epoch.to_string()));
-        rows.push(("zk_accepted_epoch", st.accepted_epoch.to_string()));
-        rows.push(("zk_quorum_size", e.node.config().voters.len().to_string()));
-        if e.is_leader() {
-            let (voters, observers) = st.learners;
-            let (synced_voters, synced_observers) = st.synced_learners;
-            rows.push(("zk_learners", (voters + observers).to_string()));
-            rows.push(("zk_followers", voters.to_string()));
-            rows.push(("zk_synced_followers", synced_voters.to_string()));
-            rows.push(("zk_synced_non_voting_followers", "0".into()));
-            rows.push(("zk_synced_observers", synced_observers.to_string()));
-            rows.push(("zk_pending_syncs", "0".into()));
-        }
+    for (k, v) in monitor_rows(core) {
+        let _ = match v {
+            serde_json::Value::String(text) => writeln!(out, "zk_{k}\t{text}"),
+            serde_json::Value::Number(n) if n.is_f64() => {
+                writeln!(out, "zk_{k}\t{:.4}", n.as_f64().unwrap_or(0.0))
+            }
+            other => writeln!(out, "zk_{k}\t{other}"),
+        };
     }
-    for (k, v) in rows {
-        let _ = writeln!(out, "{k}\t{v}");
-    }
-}
-
-/// ZooKeeper's node count includes the root twice (it is stored under "" and "/"); report the
-/// same number so monitoring compares like with like.
-fn zk_node_count(core: &Core) -> usize {
-    core.tree.node_count() + 1
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
