@@ -88,7 +88,7 @@ pub struct Settings {
 impl Settings {
     /// The zoo.cfg lines both servers get (besides `dataDir`, `clientPort` and the ensemble
     /// lines), in order: the same tick, no connection limit, the default snapshot interval and
-    /// log preallocation, no purging.
+    /// log preallocation, no purging, no admin HTTP server.
     pub fn shared_config(&self) -> Vec<(String, String)> {
         [
             ("tickTime", self.tick_time_ms.to_string()),
@@ -98,6 +98,7 @@ impl Settings {
             ("snapCount", "100000".to_owned()),
             ("preAllocSize", "65536".to_owned()),
             ("autopurge.purgeInterval", "0".to_owned()),
+            ("admin.enableServer", "false".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -113,13 +114,9 @@ impl Settings {
         ]
     }
 
-    /// The lines only ZooKeeper gets: fsync before acknowledging (its default, written out),
-    /// and no embedded Jetty admin server (Rookery has none).
+    /// The lines only ZooKeeper gets: fsync before acknowledging (its default, written out).
     pub fn zookeeper_only_config() -> Vec<(String, String)> {
-        vec![
-            ("forceSync".to_owned(), "yes".to_owned()),
-            ("admin.enableServer".to_owned(), "false".to_owned()),
-        ]
+        vec![("forceSync".to_owned(), "yes".to_owned())]
     }
 
     /// ZooKeeper's JVM arguments before the main class.

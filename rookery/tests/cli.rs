@@ -83,7 +83,7 @@ fn ensemble_config(dir: &Path) -> (PathBuf, SocketAddr) {
     let client_port = free_port();
     let mut text = format!(
         "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
-         clientPortAddress=127.0.0.1\npreAllocSize=1024\n",
+         clientPortAddress=127.0.0.1\npreAllocSize=1024\nadmin.enableServer=false\n",
         dir.join("data").display()
     );
     for id in 1..=3 {
