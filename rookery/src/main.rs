@@ -21,8 +21,18 @@ mod sidecar_cli;
     about = "Rookery: a ZooKeeper-compatible coordination service in one binary"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` (coloured on a terminal), or `json` (one
+    /// object per line with the event's and its spans' fields, for a log pipeline).
+    #[arg(long, global = true, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -89,18 +99,26 @@ fn main() -> anyhow::Result<()> {
         Command::Lock(_) | Command::Elect(_) => "info,rookery_client=warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, not in files, pipes or container logs.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs
+            .json()
+            // Every span the event is in, outermost first (conn, peer, ...).
+            .with_span_list(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => logs
+            // Colour only for a person at a terminal, not in files, pipes or container logs.
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+    }
     match cli.command {
         Command::Bench(cmd) => bench_cli::run(*cmd),
         Command::Sidecar(cmd) => std::process::exit(sidecar_cli::run(*cmd)?),

@@ -238,3 +238,83 @@ fn probe_checks_ruok_and_http_and_fails_clearly() {
     assert_eq!(not_zk.status.code(), Some(1));
     drop(demo);
 }
+
+/// `--log-format json`: every line is one JSON object, and what a client connection logs
+/// carries the connection's span with its peer and session.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_each_connections_span_with_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("server.log");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        Command::new(rookery_bin())
+            .args(["--log-format", "json", "server", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info,rookery_server::connection=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while four_letter(addr, "ruok") != "imok" {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = rookery_client::Client::connect(&addr.to_string())
+        .await
+        .unwrap();
+    let session = format!("0x{:x}", client.session_id());
+    client
+        .create(
+            "/json",
+            b"",
+            &rookery_client::CreateOptions::new(rookery_client::CreateMode::Persistent),
+        )
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let closed = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let found = lines.into_iter().find(|l| {
+            l["fields"]["message"] == "connection closed"
+                && l["spans"][0]["session"].as_str() == Some(session.as_str())
+        });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no closed connection with {session}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(closed["level"], "DEBUG");
+    assert_eq!(closed["spans"][0]["name"], "conn");
+    assert!(closed["spans"][0]["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+}
