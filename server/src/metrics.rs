@@ -93,31 +93,35 @@ impl Metrics {
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
-        registry.register(
-            "readlatency",
-            "Read request latency in ms, from arrival to reply",
-            m.read_latency.clone(),
-        );
-        registry.register(
-            "updatelatency",
-            "Write request latency in ms, from arrival to reply",
-            m.update_latency.clone(),
-        );
-        registry.register(
-            "fsynctime",
-            "Time of one group commit's fsync of the transaction log, in ms",
-            m.fsync_time.clone(),
-        );
-        registry.register(
-            "proposal_latency",
-            "As leader, time from numbering a write to its commit, in ms",
-            m.proposal_latency.clone(),
-        );
-        registry.register(
-            "election_time",
-            "Time from starting to look for a leader to serving under one, in ms",
-            m.election_time.clone(),
-        );
+        for (name, help, histogram) in [
+            (
+                "readlatency",
+                "Read request latency in ms, from arrival to reply",
+                &m.read_latency,
+            ),
+            (
+                "updatelatency",
+                "Write request latency in ms, from arrival to reply",
+                &m.update_latency,
+            ),
+            (
+                "fsynctime",
+                "Time of one group commit's fsync of the transaction log, in ms",
+                &m.fsync_time,
+            ),
+            (
+                "proposal_latency",
+                "As leader, time from numbering a write to its commit, in ms",
+                &m.proposal_latency,
+            ),
+            (
+                "election_time",
+                "Time from starting to look for a leader to serving under one, in ms",
+                &m.election_time,
+            ),
+        ] {
+            registry.register(name, help, histogram.clone());
+        }
         registry.register(
             "rookery_slow_requests",
             "Requests slower than slowRequestThresholdMs",
