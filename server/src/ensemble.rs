@@ -405,6 +405,12 @@ impl Core {
                 }
             };
             let applied = self.commit(&hdr, &txn);
+            // As ZooKeeper measures it: from the leader stamping the transaction to its commit
+            // here, by the wall clocks of both (so skew between machines shows in it).
+            let propagation_ms = (crate::server::wall_ms() - hdr.time_ms).max(0);
+            self.metrics
+                .commit_propagation_latency
+                .observe(propagation_ms as f64);
             self.outstanding.applied(zxid);
             let creates = matches!(txn, Txn::CreateSession { .. });
             match self.take_plan(hdr.session_id, hdr.cxid, creates) {

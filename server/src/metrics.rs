@@ -59,6 +59,9 @@ pub struct Metrics {
     pub proposal_latency: Histogram,
     /// `election_time`: from starting to look for a leader to serving under one.
     pub election_time: Histogram,
+    /// `commit_propagation_latency`: from the leader stamping a transaction to its commit on
+    /// this member (wall clocks).
+    pub commit_propagation_latency: Histogram,
     /// `rookery_slow_requests`: requests over the slow-request threshold.
     pub slow_requests: Counter,
     /// `rookery_learner_lag_txns`: as leader, the transactions each learner has yet to make
@@ -87,6 +90,7 @@ impl Metrics {
             fsync_time: histogram(),
             proposal_latency: histogram(),
             election_time: histogram(),
+            commit_propagation_latency: histogram(),
             slow_requests: Counter::default(),
             learner_lag: Family::default(),
             state: Arc::default(),
@@ -118,6 +122,11 @@ impl Metrics {
                 "election_time",
                 "Time from starting to look for a leader to serving under one, in ms",
                 &m.election_time,
+            ),
+            (
+                "commit_propagation_latency",
+                "Time from the leader stamping a transaction to its commit here, in ms (wall clocks)",
+                &m.commit_propagation_latency,
             ),
         ] {
             registry.register(name, help, histogram.clone());

@@ -335,6 +335,7 @@ async fn an_ensemble_reports_its_leader_voting_view_and_learner_lag() {
         assert_eq!(lags.len(), 2, "one per follower");
         assert!(histogram_count(&s, "proposal_latency") >= 10);
         assert!(histogram_count(&s, "election_time") >= 1);
+        assert!(histogram_count(&s, "commit_propagation_latency") >= 10);
         assert_eq!(gauge(&s, "synced_followers"), 2.0);
         if lags.iter().all(|&l| l == 0.0) {
             break;
