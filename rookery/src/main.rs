@@ -63,6 +63,9 @@ enum Command {
     /// Check a server (`probe HOST:PORT`: ruok) or an HTTP endpoint (`probe http://...`: 2xx),
     /// as a container's health check; exit status 0 when healthy.
     Probe(probe::ProbeCmd),
+    /// An interactive ZooKeeper shell with zkCli.sh's commands, or a script runner
+    /// (`cli [--server HOST:PORT] [-c 'ls /'] [--json]`).
+    Cli(Box<rookery_cli::Args>),
     /// Print and verify log segments, snapshots or a whole data directory.
     #[command(args_conflicts_with_subcommands = true)]
     Inspect {
@@ -91,12 +94,15 @@ enum Inspect {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // zkCli's `-server host:port` and `-timeout ms` become clap's `--server` and `--timeout`.
+    let cli = Cli::parse_from(rookery_cli::zkcli_args(std::env::args_os()));
     // The benchmark opens thousands of sessions: the client's per-session lines are noise there.
     let default_filter = match cli.command {
         Command::Bench(_) => "info,rookery_client=warn",
         // A script's stderr is for what happened to its lock or election, not per-session lines.
         Command::Lock(_) | Command::Elect(_) => "info,rookery_client=warn",
+        // A shell's terminal is for its commands' output, not per-session lines.
+        Command::Cli(_) => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -125,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         Command::Probe(cmd) => std::process::exit(probe::run(cmd)),
         Command::Lock(cmd) => std::process::exit(recipe_cli::lock(cmd)),
         Command::Elect(cmd) => std::process::exit(recipe_cli::elect(cmd)),
+        Command::Cli(args) => std::process::exit(rookery_cli::run(*args)),
         Command::Inspect { what, dir, log_dir } => {
             let backend = rookery_server::storage::FileBackend;
             let mut out = String::new();

@@ -94,8 +94,10 @@ async fn start_http(
                 continue;
             }
         };
-        let local = listener.local_addr().ok();
-        tracing::info!(?local, "serving the {what}");
+        match listener.local_addr() {
+            Ok(local) => tracing::info!(%local, "serving the {what}"),
+            Err(_) => tracing::info!("serving the {what}"),
+        }
         tokio::spawn(admin::http::serve(
             listener,
             routes,
