@@ -54,8 +54,10 @@ pub async fn serve(
         session = tracing::field::Empty
     );
     async move {
-        if let Err(reason) = serve_inner(stream, addr, conn, &core, &cfg, global).await {
-            tracing::debug!(reason, "connection closed");
+        // Every end is logged, so that a connection's lines always close with its span.
+        match serve_inner(stream, addr, conn, &core, &cfg, global).await {
+            Ok(()) => tracing::debug!("connection closed"),
+            Err(reason) => tracing::debug!(reason, "connection closed"),
         }
         let _ = core.send(Event::Disconnected { conn }).await;
     }
