@@ -381,14 +381,17 @@ impl Core {
     fn apply_committed(&mut self, entries: Vec<zab::Entry>) {
         if let Some(last) = entries.last() {
             let last = last.zxid.to_i64();
-            let metrics = self.metrics.clone();
-            let ens = self.ens();
+            // Disjoint fields: the metrics are read while the ensemble's queue is popped.
+            let ens = self
+                .ensemble
+                .as_mut()
+                .expect("only ensemble members run this");
             while let Some(&(zxid, at)) = ens.proposed_at.front() {
                 if zxid > last {
                     break;
                 }
                 ens.proposed_at.pop_front();
-                metrics
+                self.metrics
                     .proposal_latency
                     .observe(at.elapsed().as_secs_f64() * 1e3);
             }
@@ -523,12 +526,14 @@ impl Core {
         tracing::info!(?role, "ensemble role changed");
         let was_serving = self.ens().serving();
         self.ens().role = role;
-        let metrics = self.metrics.clone();
-        let ens = self.ens();
+        let ens = self
+            .ensemble
+            .as_mut()
+            .expect("only ensemble members run this");
         ens.proposed_at.clear();
         if ens.serving() {
             if let Some(since) = ens.looking_since.take() {
-                metrics
+                self.metrics
                     .election_time
                     .observe(since.elapsed().as_secs_f64() * 1e3);
             }

@@ -61,6 +61,27 @@ pub enum RunError {
     Ensemble(String),
 }
 
+/// Accepts the next connection on `listener`, or `None` once `shutdown` is cancelled. A failed
+/// accept (usually EMFILE) is logged and retried after a short pause rather than spun on.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    what: &str,
+    shutdown: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}
+
 /// Starts the admin server and the Prometheus endpoint, as configured. As in ZooKeeper, a port
 /// that cannot be bound is a warning, not a reason to stop serving clients.
 async fn start_http(
@@ -225,17 +246,8 @@ pub async fn run_with_backend(
     // stands for no connection, and never 0).
     let mut next_conn: u64 = (rand::random::<u64>() >> 2) | 1;
     loop {
-        let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually EMFILE; back off briefly rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
+        let Some((stream, addr)) = accept(&listener, "client", &shutdown).await else {
+            break;
         };
         let Ok(permit) = total.clone().try_acquire_owned() else {
             tracing::warn!(peer = %addr, "too many connections; refusing");

@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{dir_size, mode, monitor_rows, serving, zk_node_count, VERSION};
+use super::{
+    avg_latency, dir_sizes, environment_rows, mode, monitor_rows, serving, session_of,
+    zk_node_count, VERSION,
+};
 use crate::server::{ConnStats, Core};
 
 /// Every command: its canonical name and its aliases, as `/commands` lists them.
@@ -127,21 +130,18 @@ fn answer(core: &mut Core, command: &str) -> Result<Value, &'static str> {
         "is_read_only" => json!({ "read_only": false }),
         "leader" => leader(core)?,
         "voting_view" => voting_view(core),
-        "dirs" => json!({
-            "datadir_size": dir_size(&core.cfg.data_dir),
-            "logdir_size": dir_size(&core.cfg.data_log_dir),
-        }),
+        "dirs" => {
+            let (data, log) = dir_sizes(core);
+            json!({ "datadir_size": data, "logdir_size": log })
+        }
         "get_trace_mask" => json!({ "tracemask": 306 }),
         other => unreachable!("{other} is listed in COMMANDS but not answered"),
     })
 }
 
-fn session_of(core: &Core, conn: crate::watch::ConnId) -> i64 {
-    core.conns.get(&conn).map_or(0, |c| c.session_id)
-}
-
 fn server_stats(core: &Core) -> Value {
     let l = &core.stats.latency;
+    let (data_dir_size, log_dir_size) = dir_sizes(core);
     let response_sizes = json!({
         "last_buffer_size": -1,
         "min_buffer_size": -1,
@@ -155,13 +155,13 @@ fn server_stats(core: &Core) -> Value {
             "packets_received": core.stats.received,
             "fsync_threshold_exceed_count": 0,
             "client_response_stats": response_sizes,
-            "data_dir_size": dir_size(&core.cfg.data_dir),
-            "log_dir_size": dir_size(&core.cfg.data_log_dir),
+            "data_dir_size": data_dir_size,
+            "log_dir_size": log_dir_size,
             "provider_null": false,
             "server_state": mode(core),
             "last_processed_zxid": core.last_zxid,
             "outstanding_requests": core.outstanding_requests(),
-            "avg_latency": (l.avg() * 10_000.0).round() / 10_000.0,
+            "avg_latency": avg_latency(core),
             "max_latency": l.max_ms,
             "min_latency": l.min(),
             "num_alive_client_connections": core.conns.len(),
@@ -250,18 +250,12 @@ fn dump(core: &Core) -> Value {
 }
 
 fn environment(core: &Core) -> Value {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let cwd = std::env::current_dir()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    json!({
-        "zookeeper.version": format!("{VERSION}, built on unknown"),
-        "host.name": host,
-        "os.name": std::env::consts::OS,
-        "os.arch": std::env::consts::ARCH,
-        "user.dir": cwd,
-        "rookery.data.dir": core.cfg.data_dir.display().to_string(),
-    })
+    Value::Object(
+        environment_rows(core)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect(),
+    )
 }
 
 /// ZooKeeper answers `leader` only on an ensemble member.

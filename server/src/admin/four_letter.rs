@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{dir_size, mode, monitor_rows, serving, zk_node_count, VERSION};
+use super::{
+    avg_latency, dir_sizes, environment_rows, mode, monitor_rows, serving, session_of,
+    zk_node_count, VERSION,
+};
 use crate::server::{ConnStats, Core};
 
 /// The text a four-letter word answers with, honouring the whitelist.
@@ -54,8 +57,7 @@ pub fn four_letter(core: &mut Core, cmd: &str) -> String {
         }
         "wchc" => {
             for (conn, paths) in core.tree.watches.by_connection() {
-                let sid = core.conns.get(&conn).map_or(0, |c| c.session_id);
-                let _ = writeln!(out, "0x{sid:x}");
+                let _ = writeln!(out, "0x{:x}", session_of(core, conn));
                 for p in paths {
                     let _ = writeln!(out, "\t{p}");
                 }
@@ -65,14 +67,14 @@ pub fn four_letter(core: &mut Core, cmd: &str) -> String {
             for (path, conns) in core.tree.watches.by_path() {
                 let _ = writeln!(out, "{path}");
                 for conn in conns {
-                    let sid = core.conns.get(&conn).map_or(0, |c| c.session_id);
-                    let _ = writeln!(out, "\t0x{sid:x}");
+                    let _ = writeln!(out, "\t0x{:x}", session_of(core, conn));
                 }
             }
         }
         "dirs" => {
-            let _ = writeln!(out, "datadir_size: {}", dir_size(&core.cfg.data_dir));
-            let _ = writeln!(out, "logdir_size: {}", dir_size(&core.cfg.data_log_dir));
+            let (data, log) = dir_sizes(core);
+            let _ = writeln!(out, "datadir_size: {data}");
+            let _ = writeln!(out, "logdir_size: {log}");
         }
         "isro" => out.push_str("rw"),
         "gtmk" => out.push_str("306\n"),
@@ -92,7 +94,7 @@ fn srvr_body(core: &Core, out: &mut String) {
         out,
         "Latency min/avg/max: {}/{:.4}/{}",
         l.min(),
-        l.avg(),
+        avg_latency(core),
         l.max_ms
     );
     let _ = writeln!(out, "Received: {}", core.stats.received);
@@ -106,12 +108,13 @@ fn srvr_body(core: &Core, out: &mut String) {
 
 fn conf(core: &Core, out: &mut String) {
     let c = &core.cfg;
+    let (data_size, log_size) = dir_sizes(core);
     let _ = writeln!(out, "clientPort={}", c.client_port);
     let _ = writeln!(out, "secureClientPort=-1");
     let _ = writeln!(out, "dataDir={}", c.data_dir.display());
-    let _ = writeln!(out, "dataDirSize={}", dir_size(&c.data_dir));
+    let _ = writeln!(out, "dataDirSize={data_size}");
     let _ = writeln!(out, "dataLogDir={}", c.data_log_dir.display());
-    let _ = writeln!(out, "dataLogSize={}", dir_size(&c.data_log_dir));
+    let _ = writeln!(out, "dataLogSize={log_size}");
     let _ = writeln!(out, "tickTime={}", c.tick_time_ms);
     let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
     let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
@@ -210,16 +213,9 @@ fn dump(core: &Core, out: &mut String) {
 
 fn envi(core: &Core, out: &mut String) {
     out.push_str("Environment:\n");
-    let _ = writeln!(out, "zookeeper.version={VERSION}");
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let _ = writeln!(out, "host.name={host}");
-    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-    let cwd = std::env::current_dir()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let _ = writeln!(out, "user.dir={cwd}");
-    let _ = writeln!(out, "rookery.data.dir={}", core.cfg.data_dir.display());
+    for (k, v) in environment_rows(core) {
+        let _ = writeln!(out, "{k}={v}");
+    }
 }
 
 fn mntr(core: &Core, out: &mut String) {

@@ -26,6 +26,45 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sizes of the data and log directories, reading one directory once when they are the
+/// same (the default).
+fn dir_sizes(core: &Core) -> (u64, u64) {
+    let c = &core.cfg;
+    let data = dir_size(&c.data_dir);
+    let log = if c.data_log_dir == c.data_dir {
+        data
+    } else {
+        dir_size(&c.data_log_dir)
+    };
+    (data, log)
+}
+
+/// The average latency, rounded to four places as ZooKeeper reports it.
+fn avg_latency(core: &Core) -> f64 {
+    (core.stats.latency.avg() * 10_000.0).round() / 10_000.0
+}
+
+/// The session a connection carries (0 before its handshake completes).
+fn session_of(core: &Core, conn: crate::watch::ConnId) -> i64 {
+    core.conns.get(&conn).map_or(0, |c| c.session_id)
+}
+
+/// What `envi` and `environment` report.
+fn environment_rows(core: &Core) -> Vec<(&'static str, String)> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    vec![
+        ("zookeeper.version", format!("{VERSION}, built on unknown")),
+        ("host.name", host),
+        ("os.name", std::env::consts::OS.into()),
+        ("os.arch", std::env::consts::ARCH.into()),
+        ("user.dir", cwd),
+        ("rookery.data.dir", core.cfg.data_dir.display().to_string()),
+    ]
+}
+
 fn serving(core: &Core) -> bool {
     core.ensemble.as_ref().is_none_or(|e| e.serving())
 }
@@ -52,12 +91,10 @@ fn open_fds() -> usize {
 fn monitor_rows(core: &Core) -> Vec<(&'static str, Value)> {
     let l = &core.stats.latency;
     let w = &core.tree.watches;
-    // ZooKeeper rounds the average to four places.
-    let avg = (l.avg() * 10_000.0).round() / 10_000.0;
     let mut rows: Vec<(&'static str, Value)> = vec![
         ("version", json!(format!("{VERSION}, built on unknown"))),
         ("server_state", json!(mode(core))),
-        ("avg_latency", json!(avg)),
+        ("avg_latency", json!(avg_latency(core))),
         ("max_latency", json!(l.max_ms)),
         ("min_latency", json!(l.min())),
         ("packets_received", json!(core.stats.received)),

@@ -266,16 +266,8 @@ async fn accept_loop(
     let registry: Registry = Arc::default();
     let mut next_seq: u64 = 0;
     loop {
-        let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "peer accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
+        let Some((stream, addr)) = crate::accept(&listener, "peer", &shutdown).await else {
+            return;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%addr, "too many peer connections; refusing");
