@@ -173,12 +173,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the client port {addr}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, data_dir = %cfg.data_dir.display(), "rookery server listening");
+    let listener = if cfg.plain_client_port {
+        let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the client port {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(%local, data_dir = %cfg.data_dir.display(), "rookery server listening");
+        Some(listener)
+    } else {
+        None
+    };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -29,10 +29,7 @@ pub fn authenticate(
             let id = digest(&text);
             let mut ids = Vec::with_capacity(2);
             if super_digest == Some(id.as_str()) {
-                ids.push(Id {
-                    scheme: "super".into(),
-                    id: String::new(),
-                });
+                ids.push(super_id());
             }
             ids.push(Id {
                 scheme: "digest".into(),
@@ -42,6 +39,14 @@ pub fn authenticate(
         }
         "ip" => Ok(vec![ip_id(remote)]),
         _ => Err(ErrorCode::AuthFailed),
+    }
+}
+
+/// The id that every ACL grants everything to.
+pub fn super_id() -> Id {
+    Id {
+        scheme: "super".into(),
+        id: String::new(),
     }
 }
 
@@ -55,7 +60,7 @@ pub fn ip_id(remote: IpAddr) -> Id {
 
 /// Whether a scheme's ids count as "authenticated" for the `auth` scheme expansion (ip does not).
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest"
+    matches!(scheme, "digest" | "sasl" | "x509")
 }
 
 /// Whether `ids` grants `perm` under `acl` (`ZooKeeperServer.checkACL`).
@@ -142,6 +147,12 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                 push(entry.clone())
             }
             "ip" if parse_cidr(&entry.id.id).is_some() => push(entry.clone()),
+            // A distinguished name (X509AuthenticationProvider.isValid parses it as one).
+            "x509" if entry.id.id.contains('=') => push(entry.clone()),
+            // A Kerberos-style name: `user`, `user@REALM` or `user/host@REALM`.
+            "sasl" if !entry.id.id.is_empty() && !entry.id.id.contains(char::is_whitespace) => {
+                push(entry.clone())
+            }
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }

@@ -130,7 +130,40 @@ pub struct Config {
     /// `slowRequestThresholdMs`: a request slower than this is logged with its session and
     /// path (0 = never).
     pub slow_request_threshold_ms: u64,
+    /// Whether `clientPort` serves plain connections: not when only `secureClientPort` is
+    /// configured, as in ZooKeeper.
+    pub plain_client_port: bool,
+    /// `secureClientPort`: TLS clients (0 picks a free port).
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress`; when absent, the client port's address.
+    pub secure_client_port_address: Option<IpAddr>,
+    /// The `ssl.*` keys: the secure client port's stores and client-certificate policy.
+    pub ssl: crate::tls::Settings,
+    /// `sslQuorum=true` and the `ssl.quorum.*` keys: mutual TLS between members.
+    pub ssl_quorum: Option<crate::tls::Settings>,
+    /// `X509AuthenticationProvider.superUser`: the certificate subject that is a super user.
+    pub x509_super_user: Option<String>,
+    /// `java.security.auth.login.config`: the JAAS file whose `Server` section lists the SASL
+    /// DIGEST-MD5 users (`user_NAME="password"`).
+    pub jaas_config: Option<PathBuf>,
+    /// `sasl.serverconfig`: the JAAS section to read (`Server`).
+    pub jaas_section: String,
+    /// `superUser`: the SASL user that is a super user.
+    pub sasl_super_user: Option<String>,
+    /// `enforce.auth.enabled` with `enforce.auth.schemes` (or `sessionRequireClientSASLAuth`):
+    /// a connection must authenticate with one of these schemes before anything but auth.
+    pub enforce_auth_schemes: Option<BTreeSet<String>>,
+    /// `allowSaslFailedClients`: keep a connection whose SASL exchange failed (off).
+    pub allow_sasl_failed_clients: bool,
 }
+
+/// ZooKeeper's auth provider classes, whose schemes Rookery has built in.
+const KNOWN_AUTH_PROVIDERS: &[&str] = &[
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+];
 
 /// The class name of ZooKeeper's Prometheus metrics provider.
 pub const PROMETHEUS_PROVIDER: &str =
@@ -251,6 +284,17 @@ impl Default for Config {
             metrics_address: None,
             metrics_port: 7000,
             slow_request_threshold_ms: 1000,
+            plain_client_port: true,
+            secure_client_port: None,
+            secure_client_port_address: None,
+            ssl: crate::tls::Settings::default(),
+            ssl_quorum: None,
+            x509_super_user: None,
+            jaas_config: None,
+            jaas_section: "Server".into(),
+            sasl_super_user: None,
+            enforce_auth_schemes: None,
+            allow_sasl_failed_clients: false,
         }
     }
 }
@@ -258,8 +302,9 @@ impl Default for Config {
 /// Keys that appear in real zoo.cfg files and that Rookery accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
     "serverCnxnFactory",
-    "secureClientPort",
-    "secureClientPortAddress",
+    "client.portUnification",
+    "client.certReload",
+    "sslQuorumReloadCertFiles",
     "standaloneEnabled",
     "reconfigEnabled",
     "dynamicConfigFile",
@@ -290,6 +335,12 @@ impl Config {
         let mut data_log_dir = None;
         let mut min_timeout = None;
         let mut max_timeout = None;
+        let mut client_port_given = false;
+        let mut ssl = crate::tls::SettingsBuilder::default();
+        let mut ssl_quorum = crate::tls::SettingsBuilder::default();
+        let mut ssl_quorum_on = false;
+        let mut enforce = false;
+        let mut enforce_schemes: Option<BTreeSet<String>> = None;
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -308,7 +359,64 @@ impl Config {
                 "tickTime" => cfg.tick_time_ms = parse_num(key, value, 1)?,
                 "dataDir" => cfg.data_dir = PathBuf::from(non_empty(key, value)?),
                 "dataLogDir" => data_log_dir = Some(PathBuf::from(non_empty(key, value)?)),
-                "clientPort" => cfg.client_port = parse_num(key, value, 0)?,
+                "clientPort" => {
+                    cfg.client_port = parse_num(key, value, 0)?;
+                    client_port_given = true;
+                }
+                "secureClientPort" => cfg.secure_client_port = Some(parse_num(key, value, 0)?),
+                "secureClientPortAddress" => {
+                    cfg.secure_client_port_address = Some(parse_ip(key, value)?)
+                }
+                "sslQuorum" => ssl_quorum_on = parse_bool(key, value)?,
+                "X509AuthenticationProvider.superUser" => {
+                    cfg.x509_super_user = Some(non_empty(key, value)?.to_owned())
+                }
+                "java.security.auth.login.config" => {
+                    cfg.jaas_config = Some(PathBuf::from(non_empty(key, value)?))
+                }
+                "sasl.serverconfig" => cfg.jaas_section = non_empty(key, value)?.to_owned(),
+                "superUser" => cfg.sasl_super_user = Some(non_empty(key, value)?.to_owned()),
+                "enforce.auth.enabled" => enforce = parse_bool(key, value)?,
+                "enforce.auth.schemes" => {
+                    enforce_schemes = Some(
+                        value
+                            .split(',')
+                            .map(|s| s.trim().to_owned())
+                            .filter(|s| !s.is_empty())
+                            .collect(),
+                    )
+                }
+                "sessionRequireClientSASLAuth" => {
+                    if parse_bool(key, value)? {
+                        enforce = true;
+                        enforce_schemes
+                            .get_or_insert_with(BTreeSet::new)
+                            .insert("sasl".to_owned());
+                    }
+                }
+                "allowSaslFailedClients" => cfg.allow_sasl_failed_clients = parse_bool(key, value)?,
+                _ if bare.starts_with("ssl.quorum.") => {
+                    let known = ssl_quorum
+                        .set(&bare["ssl.quorum.".len()..], value)
+                        .map_err(|reason| invalid_secret(key, value, &reason))?;
+                    if !known {
+                        tracing::warn!(key, "TLS key is not used by Rookery; ignoring it");
+                    }
+                }
+                _ if bare.starts_with("ssl.") => {
+                    let known = ssl
+                        .set(&bare["ssl.".len()..], value)
+                        .map_err(|reason| invalid_secret(key, value, &reason))?;
+                    if !known {
+                        tracing::warn!(key, "TLS key is not used by Rookery; ignoring it");
+                    }
+                }
+                _ if bare.starts_with("authProvider.") => {
+                    let class = value.trim();
+                    if !KNOWN_AUTH_PROVIDERS.contains(&class) {
+                        tracing::warn!(key, value = class, "unknown auth provider; ignoring it (Rookery has ip, digest, sasl and x509 built in)");
+                    }
+                }
                 "clientPortAddress" => cfg.client_port_address = parse_ip(key, value)?,
                 "maxClientCnxns" => cfg.max_client_cnxns = parse_num(key, value, 0)?,
                 "maxCnxns" => cfg.max_cnxns = parse_num(key, value, 0)?,
@@ -403,8 +511,6 @@ impl Config {
                 _ if KNOWN_UNUSED.contains(&bare)
                     || bare.starts_with("group.")
                     || bare.starts_with("weight.")
-                    || bare.starts_with("authProvider.")
-                    || bare.starts_with("ssl.")
                     || bare.starts_with("admin.")
                     || bare.starts_with("metricsProvider.") =>
                 {
@@ -414,6 +520,38 @@ impl Config {
             }
         }
         cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
+        // As in ZooKeeper, a configuration with only a secure port serves no plain clients.
+        cfg.plain_client_port = client_port_given || cfg.secure_client_port.is_none();
+        if cfg.secure_client_port.is_some() {
+            cfg.ssl = ssl
+                .build("ssl")
+                .map_err(|reason| invalid("secureClientPort", "", &reason))?;
+        }
+        if ssl_quorum_on {
+            if cfg.ensemble.is_empty() {
+                return Err(invalid(
+                    "sslQuorum",
+                    "true",
+                    "a standalone server has no quorum",
+                ));
+            }
+            cfg.ssl_quorum = Some(
+                ssl_quorum
+                    .build("ssl.quorum")
+                    .map_err(|reason| invalid("sslQuorum", "true", &reason))?,
+            );
+        }
+        if enforce {
+            let schemes = enforce_schemes.unwrap_or_default();
+            if schemes.is_empty() {
+                return Err(invalid(
+                    "enforce.auth.schemes",
+                    "",
+                    "enforce.auth.enabled needs at least one scheme (sasl, x509, digest)",
+                ));
+            }
+            cfg.enforce_auth_schemes = Some(schemes);
+        }
         cfg.ensemble.sort_by_key(|p| p.id);
         // As in ZooKeeper, -1 (or absence) means "derive from tickTime".
         cfg.min_session_timeout_ms = match min_timeout {
@@ -505,6 +643,16 @@ fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
         value: value.to_owned(),
         reason: reason.to_owned(),
     }
+}
+
+/// [`invalid`] for keys whose values may be secrets (`*.password`): the value is not repeated.
+fn invalid_secret(key: &str, value: &str, reason: &str) -> ConfigError {
+    let shown = if key.to_ascii_lowercase().contains("password") {
+        "<redacted>"
+    } else {
+        value
+    };
+    invalid(key, shown, reason)
 }
 
 fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {
@@ -683,4 +831,48 @@ mod tests {
         assert_eq!(cfg.negotiate_timeout_ms(1_000_000), 40000);
         assert_eq!(cfg.negotiate_timeout_ms(10000), 10000);
     }
+
+    #[test]
+    fn tls_and_auth_keys() {
+        let cfg = Config::parse(
+            "secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.keyStore.password=hunter2\n\
+             ssl.trustStore.location=/t.pem\nssl.clientAuth=want\n\
+             X509AuthenticationProvider.superUser=CN=admin\nsuperUser=root\n\
+             java.security.auth.login.config=/j.conf\nzookeeper.enforce.auth.enabled=true\n\
+             enforce.auth.schemes=sasl,x509\nauthProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.secure_client_port, Some(2281));
+        assert!(!cfg.plain_client_port, "only a secure port was configured");
+        assert_eq!(cfg.ssl.client_auth, crate::tls::ClientAuth::Want);
+        assert_eq!(cfg.x509_super_user.as_deref(), Some("CN=admin"));
+        assert_eq!(cfg.sasl_super_user.as_deref(), Some("root"));
+        assert_eq!(cfg.jaas_config, Some(PathBuf::from("/j.conf")));
+        let schemes: Vec<_> = cfg.enforce_auth_schemes.unwrap().into_iter().collect();
+        assert_eq!(schemes, ["sasl", "x509"]);
+        assert!(!format!("{:?}", cfg.ssl).contains("hunter2"));
+
+        // Both ports; the legacy SASL switch.
+        let cfg = Config::parse(
+            "clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=/k.pem\n\
+             ssl.clientAuth=none\nsessionRequireClientSASLAuth=true\n",
+        )
+        .unwrap();
+        assert!(cfg.plain_client_port);
+        assert_eq!(
+            cfg.enforce_auth_schemes.unwrap().into_iter().collect::<Vec<_>>(),
+            ["sasl"]
+        );
+
+        // Errors name the key and never echo a password.
+        let err = Config::parse("secureClientPort=2281\nssl.clientAuth=none\n").unwrap_err();
+        assert!(err.to_string().contains("ssl.keyStore.location"), "{err}");
+        let err = Config::parse("ssl.keyStore.type=JKS\n").unwrap_err();
+        assert!(err.to_string().contains("keytool"), "{err}");
+        let err = Config::parse("enforce.auth.enabled=true\n").unwrap_err();
+        assert!(err.to_string().contains("enforce.auth.schemes"), "{err}");
+        let err = Config::parse("sslQuorum=true\n").unwrap_err();
+        assert!(err.to_string().contains("standalone"), "{err}");
+    }
+
 }

@@ -15,8 +15,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use rookery_proto::frame::parse_frame;
 use rookery_proto::{ConnectRequest, Jute, Reader, Request, RequestHeader};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -25,6 +24,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::server::{ConnHandle, Event, Outbound};
+use crate::tls::Reloading;
 use crate::watch::ConnId;
 
 /// The in-flight slots a request holds until its reply is written: one of its connection's and
@@ -37,6 +37,7 @@ pub struct Slot {
 
 /// Serves one accepted socket until it closes. `global` holds the server's
 /// `globalOutstandingLimit` slots, shared by every connection.
+/// `tls`: the secure client port's configuration, for a TLS handshake before anything else.
 pub async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
@@ -44,6 +45,7 @@ pub async fn serve(
     core: mpsc::Sender<Event>,
     cfg: Arc<Config>,
     global: Arc<Semaphore>,
+    tls: Option<Arc<Reloading<rustls::ServerConfig>>>,
 ) {
     // Per connection, not per request: an info span costs nothing on the request path, and it
     // names the session (once established) on every line the connection logs.
@@ -55,7 +57,36 @@ pub async fn serve(
     );
     async move {
         // Every end is logged, so that a connection's lines always close with its span.
-        match serve_inner(stream, addr, conn, &core, &cfg, global).await {
+        let _ = stream.set_nodelay(true);
+        let result = match tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                serve_inner(rd, wr, None, addr, conn, &core, &cfg, global).await
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                match crate::tls::handshake(acceptor, stream, cfg.ssl.handshake_timeout_ms).await {
+                    Ok(stream) => {
+                        // The verifier has checked the chain; its leaf names the client.
+                        let subject = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|leaf| crate::auth::x509::subject_rfc2253(leaf));
+                        let (rd, wr) = tokio::io::split(stream);
+                        serve_inner(rd, wr, subject, addr, conn, &core, &cfg, global).await
+                    }
+                    Err(reason) => {
+                        // An expired, unknown or missing certificate, or a plain client on the
+                        // TLS port: worth a line an operator sees.
+                        tracing::info!(reason, "connection refused");
+                        Err("TLS handshake failed")
+                    }
+                }
+            }
+        };
+        match result {
             Ok(()) => tracing::debug!("connection closed"),
             Err(reason) => tracing::debug!(reason, "connection closed"),
         }
@@ -65,16 +96,22 @@ pub async fn serve(
     .await
 }
 
-async fn serve_inner(
-    stream: TcpStream,
+/// `cert_subject`: the verified client certificate's subject, on the secure port.
+#[allow(clippy::too_many_arguments)]
+async fn serve_inner<R, W>(
+    mut rd: R,
+    wr: W,
+    cert_subject: Option<String>,
     addr: SocketAddr,
     conn: ConnId,
     core: &mpsc::Sender<Event>,
     cfg: &Config,
     global: Arc<Semaphore>,
-) -> Result<(), &'static str> {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+) -> Result<(), &'static str>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let kill = CancellationToken::new();
     let (tx, rx) = mpsc::channel(cfg.max_inflight_per_connection + cfg.max_pending_notifications);
     let writer =
@@ -145,6 +182,7 @@ async fn serve_inner(
         req,
         addr,
         handle,
+        cert_subject,
     })
     .await
     .map_err(|_| "shutting down")?;
@@ -158,8 +196,8 @@ async fn serve_inner(
     result
 }
 
-async fn read_loop(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
     conn: ConnId,
     core: &mpsc::Sender<Event>,
@@ -219,8 +257,8 @@ impl Slots {
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::Receiver<Outbound>,
     kill: CancellationToken,
 ) {

@@ -10,6 +10,8 @@
 //! - [`watch`]: the watch tables.
 //! - [`session`]: the session table and expiry.
 //! - [`acl`]: ACL checks and auth providers.
+//! - [`auth`]: SASL (DIGEST-MD5) and x509 identities.
+//! - [`tls`]: TLS for the secure client port and the quorum, reloaded from disk.
 //! - [`admin`]: four-letter words, and the AdminServer's HTTP commands.
 //! - [`metrics`]: Prometheus metrics (on the admin server and the Prometheus provider's port).
 //!
@@ -19,6 +21,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod ensemble;
@@ -29,13 +32,15 @@ pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 pub mod tree;
 pub mod txn;
 pub mod watch;
 pub mod zab;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use config::Config;
@@ -59,6 +64,15 @@ pub enum RunError {
     /// The ensemble configuration or the peer ports are unusable.
     #[error("ensemble: {0}")]
     Ensemble(String),
+    /// A port could not be bound.
+    #[error("cannot listen on the {0}")]
+    Listen(String),
+    /// The SASL users file is unusable.
+    #[error("SASL: {0}")]
+    Sasl(String),
+    /// The TLS stores are unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Accepts the next connection on `listener`, or `None` once `shutdown` is cancelled. A failed
@@ -161,11 +175,12 @@ pub fn recover(
     Ok(recovered)
 }
 
-/// Recovers from the data directories, then serves clients on `listener` until `shutdown` is
+/// Recovers from the data directories, then serves clients on `listener` (the plain client
+/// port, if the configuration has one) and on the secure client port until `shutdown` is
 /// cancelled or storage fails.
 pub async fn run(
     cfg: Config,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     run_with_backend(cfg, listener, shutdown, Arc::new(storage::FileBackend)).await
@@ -174,7 +189,7 @@ pub async fn run(
 /// [`run`] over any storage backend (tests use [`storage::MemBackend`] to inject faults).
 pub async fn run_with_backend(
     cfg: Config,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     shutdown: CancellationToken,
     backend: Arc<dyn storage::Backend>,
 ) -> Result<(), RunError> {
@@ -224,7 +239,8 @@ pub async fn run_with_backend(
         tx.clone(),
         ensemble,
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_sasl_users(sasl_users(&cfg)?);
     let global = core.slots();
     start_http(&cfg, &tx, &metrics, &shutdown).await;
     let core_shutdown = shutdown.clone();
@@ -234,54 +250,142 @@ pub async fn run_with_backend(
         core_shutdown.cancel();
         r
     });
-    let total = Arc::new(Semaphore::new(if cfg.max_cnxns == 0 {
-        Semaphore::MAX_PERMITS
-    } else {
-        cfg.max_cnxns
-    }));
-    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    // Connection ids start at a random point: a leader tells its learners' connections apart by
-    // (learner, id) when it checks the order of their forwarded requests, and a learner that
-    // restarts must not reuse the ids of its previous run (2^62 apart from `u64::MAX`, which
-    // stands for no connection, and never 0).
-    let mut next_conn: u64 = (rand::random::<u64>() >> 2) | 1;
-    loop {
-        let Some((stream, addr)) = accept(&listener, "client", &shutdown).await else {
-            break;
-        };
-        let Ok(permit) = total.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many connections; refusing");
-            continue;
-        };
-        let ip = addr.ip();
-        {
-            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = counts.entry(ip).or_insert(0);
-            if cfg.max_client_cnxns != 0 && *n >= cfg.max_client_cnxns {
-                tracing::warn!(peer = %addr, limit = cfg.max_client_cnxns, "too many connections from this address; refusing");
-                continue;
-            }
-            *n += 1;
-        }
-        let conn = next_conn;
-        next_conn += 1;
-        let (tx, cfg, per_ip, global) = (tx.clone(), cfg.clone(), per_ip.clone(), global.clone());
-        tokio::spawn(async move {
-            connection::serve(stream, addr, conn, tx, cfg, global).await;
-            let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&ip);
+    let clients = Arc::new(Clients {
+        total: Arc::new(Semaphore::new(if cfg.max_cnxns == 0 {
+            Semaphore::MAX_PERMITS
+        } else {
+            cfg.max_cnxns
+        })),
+        per_ip: Mutex::default(),
+        // Connection ids start at a random point: a leader tells its learners' connections apart
+        // by (learner, id) when it checks the order of their forwarded requests, and a learner
+        // that restarts must not reuse the ids of its previous run (2^62 apart from `u64::MAX`,
+        // which stands for no connection, and never 0).
+        next_conn: AtomicU64::new((rand::random::<u64>() >> 2) | 1),
+        core: tx.clone(),
+        cfg: cfg.clone(),
+        global,
+    });
+    if let Some(port) = cfg.secure_client_port {
+        let ip = cfg
+            .secure_client_port_address
+            .unwrap_or(cfg.client_port_address);
+        let bound = TcpListener::bind((ip, port)).await;
+        let tls = tls::Reloading::new("secure client port", &cfg.ssl, tls::server_config);
+        match (bound, tls) {
+            (Ok(secure), Ok(tls)) => {
+                if let Ok(local) = secure.local_addr() {
+                    tracing::info!(%local, "serving TLS clients");
                 }
+                tls.watch(shutdown.clone());
+                tokio::spawn(clients.clone().serve(secure, Some(tls), shutdown.clone()));
             }
-            drop(permit);
-        });
+            (Err(e), _) => {
+                shutdown.cancel();
+                let _ = core_task.await;
+                return Err(RunError::Listen(format!(
+                    "secure client port {ip}:{port}: {e}"
+                )));
+            }
+            (_, Err(e)) => {
+                shutdown.cancel();
+                let _ = core_task.await;
+                return Err(RunError::Tls(e));
+            }
+        }
     }
+    if let Some(listener) = listener {
+        tokio::spawn(clients.clone().serve(listener, None, shutdown.clone()));
+    }
+    drop(clients);
     drop(tx);
     match core_task.await {
         Ok(r) => Ok(r?),
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The SASL DIGEST-MD5 users of the configured JAAS file's section (none without a file).
+fn sasl_users(cfg: &Config) -> Result<BTreeMap<String, tls::Secret>, RunError> {
+    let Some(path) = &cfg.jaas_config else {
+        return Ok(BTreeMap::new());
+    };
+    let jaas = auth::jaas::read_file(path).map_err(|e| RunError::Sasl(e.to_string()))?;
+    if jaas.section(&cfg.jaas_section).is_none() {
+        return Err(RunError::Sasl(format!(
+            "{} has no {} section",
+            path.display(),
+            cfg.jaas_section
+        )));
+    }
+    let users = jaas.digest_users(&cfg.jaas_section);
+    tracing::info!(users = users.len(), section = %cfg.jaas_section, "SASL DIGEST-MD5 users loaded");
+    Ok(users
+        .into_iter()
+        .map(|(user, password)| (user, tls::Secret::new(password)))
+        .collect())
+}
+
+/// What the client listeners share: the connection limits, and the way to the core.
+struct Clients {
+    /// `maxCnxns`.
+    total: Arc<Semaphore>,
+    /// Open connections per client address (`maxClientCnxns`).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next_conn: AtomicU64,
+    core: mpsc::Sender<server::Event>,
+    cfg: Arc<Config>,
+    global: Arc<Semaphore>,
+}
+
+impl Clients {
+    /// Accepts clients on one port (plain, or TLS with `tls`) until `shutdown`.
+    async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<Arc<tls::Reloading<rustls::ServerConfig>>>,
+        shutdown: CancellationToken,
+    ) {
+        let what = if tls.is_some() {
+            "secure client"
+        } else {
+            "client"
+        };
+        loop {
+            let Some((stream, addr)) = accept(&listener, what, &shutdown).await else {
+                break;
+            };
+            let Ok(permit) = self.total.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %addr, "too many connections; refusing");
+                continue;
+            };
+            let ip = addr.ip();
+            {
+                let mut counts = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+                let n = counts.entry(ip).or_insert(0);
+                let limit = self.cfg.max_client_cnxns;
+                if limit != 0 && *n >= limit {
+                    tracing::warn!(peer = %addr, limit, "too many connections from this address; refusing");
+                    continue;
+                }
+                *n += 1;
+            }
+            let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+            let me = self.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let (core, cfg, global) = (me.core.clone(), me.cfg.clone(), me.global.clone());
+                connection::serve(stream, addr, conn, core, cfg, global, tls).await;
+                let mut counts = me.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = counts.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&ip);
+                    }
+                }
+                drop(permit);
+            });
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! behind its in-flight writes, so replies stay in request order and a read sees the session's own
 //! earlier writes. The ensemble will put consensus between preparing and applying.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,6 +83,8 @@ pub enum Event {
         addr: SocketAddr,
         /// How to reach it.
         handle: ConnHandle,
+        /// The verified client certificate's subject (secure port only): an `x509` identity.
+        cert_subject: Option<String>,
     },
     /// A request after the handshake.
     Request {
@@ -188,6 +190,8 @@ pub struct Conn {
     pub(crate) timeout_ms: i32,
     pub(crate) ids: Vec<Id>,
     pub(crate) stats: ConnStats,
+    /// A SASL exchange under way: its challenge has been sent.
+    sasl: Option<crate::auth::digest_md5::DigestMd5Server>,
     /// Waiting for its createSession transaction to become durable.
     establishing: bool,
     /// Its writes prepared but not yet applied.
@@ -303,6 +307,8 @@ pub struct Core {
     pub(crate) ensemble: Option<crate::ensemble::Ensemble>,
     /// The Prometheus metrics this core records into.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// SASL DIGEST-MD5 users and their passwords (the JAAS file's `user_NAME` options).
+    sasl_users: Arc<BTreeMap<String, crate::tls::Secret>>,
 }
 
 /// Why the server stopped on its own.
@@ -421,12 +427,19 @@ impl Core {
             ensemble,
             cfg,
             metrics: Arc::default(),
+            sasl_users: Arc::default(),
         }
     }
 
     /// Records into `metrics` (shared with the storage thread and the HTTP endpoints).
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The users SASL DIGEST-MD5 clients may authenticate as; none means SASL is refused.
+    pub fn with_sasl_users(mut self, users: BTreeMap<String, crate::tls::Secret>) -> Self {
+        self.sasl_users = Arc::new(users);
         self
     }
 
@@ -525,7 +538,8 @@ impl Core {
                 req,
                 addr,
                 handle,
-            } => self.on_connect(conn, req, addr, handle),
+                cert_subject,
+            } => self.on_connect(conn, req, addr, handle, cert_subject),
             Event::Request {
                 conn,
                 xid,
@@ -606,8 +620,21 @@ impl Core {
         req: ConnectRequest,
         addr: SocketAddr,
         handle: ConnHandle,
+        cert_subject: Option<String>,
     ) {
-        let ids = vec![acl::ip_id(addr.ip())];
+        let mut ids = vec![acl::ip_id(addr.ip())];
+        if let Some(subject) = cert_subject {
+            // X509AuthenticationProvider: the subject is the id, and the configured super
+            // user's subject is also a super user.
+            if self.cfg.x509_super_user.as_deref() == Some(subject.as_str()) {
+                ids.push(acl::super_id());
+            }
+            tracing::debug!(subject, "client certificate accepted");
+            ids.push(Id {
+                scheme: crate::auth::x509::SCHEME.into(),
+                id: subject,
+            });
+        }
         let stats = ConnStats {
             established_wall_ms: wall_ms(),
             last_op: "NA",
@@ -622,6 +649,7 @@ impl Core {
                 timeout_ms: 0,
                 ids,
                 stats,
+                sasl: None,
                 establishing: false,
                 inflight_writes: 0,
                 forwarded: 0,
@@ -804,6 +832,26 @@ impl Core {
         }
     }
 
+    /// `enforce.auth.enabled`: only auth and SASL requests may come before the connection
+    /// holds an identity of an enforced scheme (AuthenticationHelper.enforceAuthentication).
+    fn may_proceed(&self, conn_id: ConnId, q: &Queued) -> bool {
+        let Some(schemes) = &self.cfg.enforce_auth_schemes else {
+            return true;
+        };
+        if matches!(q.req, Ok(Request::Auth(_) | Request::Sasl(_))) {
+            return true;
+        }
+        let ids = self.conns.get(&conn_id).map(|c| c.ids.as_slice());
+        let ok = ids.is_some_and(|ids| ids.iter().any(|id| schemes.contains(&id.scheme)));
+        if !ok {
+            tracing::info!(
+                schemes = ?schemes,
+                "connection has not authenticated with a required scheme; closing it"
+            );
+        }
+        ok
+    }
+
     fn process(&mut self, conn_id: ConnId, q: Queued) {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
@@ -823,6 +871,13 @@ impl Core {
                 ErrorCode::SessionExpired.code(),
                 &Response::Empty,
             );
+            self.send(conn_id, frame, q.permit);
+            self.close_conn(conn_id);
+            return;
+        }
+        if !self.may_proceed(conn_id, &q) {
+            let code = ErrorCode::SessionClosedRequireSaslAuth.code();
+            let frame = reply_frame(q.xid, 0, code, &Response::Empty);
             self.send(conn_id, frame, q.permit);
             self.close_conn(conn_id);
             return;
@@ -921,10 +976,7 @@ impl Core {
         match req {
             Request::Ping => (xid::PING, last, 0, Response::Empty, false),
             Request::Auth(p) => self.auth(conn_id, xid, p),
-            Request::Sasl(_) => {
-                self.stats.auth_failed += 1;
-                error_reply(xid, last, ErrorCode::AuthFailed, true)
-            }
+            Request::Sasl(t) => self.sasl(conn_id, xid, &t.token),
             Request::Check(_) => {
                 // 3.9.3+/3.8.5+: check is only valid inside multi.
                 error_reply(xid, -1, ErrorCode::Unimplemented, true)
@@ -1050,6 +1102,76 @@ impl Core {
                 self.stats.auth_failed += 1;
                 tracing::info!(conn = conn_id, scheme = %p.scheme, "authentication failed; closing");
                 (xid, 0, e.code(), Response::Empty, true)
+            }
+        }
+    }
+
+    /// One step of a SASL DIGEST-MD5 exchange (ZooKeeperServer.processSasl): the client's
+    /// empty first token gets the challenge, its digest-response gets `rspauth` and a `sasl`
+    /// identity. A failure answers AUTHFAILED (SESSIONCLOSEDREQUIRESASLAUTH when
+    /// authentication is enforced) and closes, unless `allowSaslFailedClients` is set.
+    fn sasl(&mut self, conn_id: ConnId, xid: i32, token: &[u8]) -> Reply {
+        use crate::auth::digest_md5::{generate_nonce, DigestMd5Server, ZOOKEEPER_REALM};
+        let last = self.last_zxid;
+        let users = self.sasl_users.clone();
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return (xid, 0, 0, Response::Empty, true);
+        };
+        let outcome = match conn.sasl.take() {
+            _ if users.is_empty() => Err("SASL is not configured (no JAAS users)".to_owned()),
+            None if token.is_empty() => {
+                let mut exchange =
+                    DigestMd5Server::new(ZOOKEEPER_REALM, generate_nonce(&mut rand::thread_rng()));
+                let challenge = exchange.challenge();
+                conn.sasl = Some(exchange);
+                return (
+                    xid,
+                    last,
+                    0,
+                    Response::Sasl(SaslToken { token: challenge }),
+                    false,
+                );
+            }
+            None => Err("a SASL exchange must start with an empty token (DIGEST-MD5)".to_owned()),
+            Some(mut exchange) => exchange
+                .respond(token, |user| users.get(user).map(|p| p.expose().to_owned()))
+                .map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(done) => {
+                tracing::info!(user = %done.authorization_id, "SASL authentication succeeded");
+                if self.cfg.sasl_super_user.as_deref() == Some(done.authorization_id.as_str()) {
+                    conn.ids.push(acl::super_id());
+                }
+                let id = Id {
+                    scheme: "sasl".into(),
+                    id: done.authorization_id,
+                };
+                if !conn.ids.contains(&id) {
+                    conn.ids.push(id);
+                }
+                (
+                    xid,
+                    last,
+                    0,
+                    Response::Sasl(SaslToken { token: done.token }),
+                    false,
+                )
+            }
+            Err(reason) => {
+                self.stats.auth_failed += 1;
+                let enforced = self.cfg.enforce_auth_schemes.is_some();
+                if self.cfg.allow_sasl_failed_clients && !enforced {
+                    tracing::info!(reason, "SASL authentication failed; keeping the connection (allowSaslFailedClients)");
+                    return error_reply(xid, last, ErrorCode::AuthFailed, false);
+                }
+                tracing::info!(reason, "SASL authentication failed; closing");
+                let code = if enforced {
+                    ErrorCode::SessionClosedRequireSaslAuth
+                } else {
+                    ErrorCode::AuthFailed
+                };
+                error_reply(xid, last, code, true)
             }
         }
     }

@@ -28,7 +28,7 @@ async fn serve(
     };
     let task = tokio::spawn(rookery_server::run_with_backend(
         cfg,
-        listener,
+        Some(listener),
         CancellationToken::new(),
         Arc::new(backend),
     ));

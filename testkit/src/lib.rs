@@ -9,6 +9,7 @@
 
 pub mod curator;
 pub mod ensemble;
+pub mod pki;
 pub mod proxy;
 
 use std::io::{Read, Write};

@@ -70,7 +70,13 @@ from typing import Dict, List, Optional
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 JAVA = shutil.which("java") or "/usr/bin/java"
-ZK_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+# The Netty jars the Debian manifest's Class-Path lacks: the secure client port
+# (NettyServerCnxnFactory) needs them.
+ZK_CLASSPATH = ":".join([
+    "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar",
+    "/usr/share/java/netty-codec.jar", "/usr/share/java/netty-resolver.jar",
+    "/usr/share/java/netty-transport-native-unix-common.jar",
+])
 ZK_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 
@@ -82,7 +88,9 @@ SUPER_PASSWORD = "superpw"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # Keys that Apache ZooKeeper only honours as JVM system properties.
-_ZK_SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.")
+# (``java.security.auth.login.config``, the JAAS file, is a JVM property only; Rookery reads it
+# from zoo.cfg.)
+_ZK_SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.", "java.")
 
 
 class ServerStartError(RuntimeError):
@@ -169,6 +177,10 @@ def probe_session(host: str, port: int, timeout: float = 3.0) -> int:
         s.sendall(struct.pack(">iii", 8, -2, 11))
         rh = _recv_frame(s)
         xid, _zxid, err = struct.unpack(">iqi", rh[:16])
+        if xid == -2 and err == -124:
+            # SESSIONCLOSEDREQUIRESASLAUTH: the server serves, but only authenticated clients
+            # (enforce.auth.enabled); it has closed the connection.
+            return session_id
         if xid != -2 or err != 0:
             raise ConnectionError(f"bad ping reply xid={xid} err={err}")
         # closeSession: RequestHeader(xid=1, type=-11)

@@ -76,7 +76,7 @@ def _marker(n: int) -> str:
 
 
 def run_script(host_port: str, script_lines: List[str],
-               timeout: float = RUN_TIMEOUT) -> CliResult:
+               timeout: float = RUN_TIMEOUT, jvm_flags: str = "") -> CliResult:
     """Run one zkCli JVM against host_port, feeding the script on stdin.
 
     After every command a marker command ``ls /__compat_marker_N`` is sent;
@@ -89,7 +89,7 @@ def run_script(host_port: str, script_lines: List[str],
     # Faster JVM start; bounded per-request timeout so a server that never
     # answers turns into an error line instead of a hang.
     env["CLIENT_JVMFLAGS"] = ("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
-                              "-Dzookeeper.request.timeout=10000")
+                              "-Dzookeeper.request.timeout=10000 " + jvm_flags)
     env.pop("JVMFLAGS", None)
     proc = subprocess.Popen([ZKCLI, "-server", host_port], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

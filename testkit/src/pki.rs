@@ -1,0 +1,117 @@
+//! Test certificates: a CA and leaf certificates signed by it (made with rcgen), written as
+//! the PEM stores ZooKeeper and Rookery read.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A certificate authority that signs leaf certificates.
+pub struct Ca {
+    /// The CA certificate, PEM.
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A leaf certificate and its private key, PEM.
+#[derive(Clone, Debug)]
+pub struct Leaf {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl Leaf {
+    /// A PEM key store as ZooKeeper reads it: the key and the certificate in one file.
+    pub fn write_key_store(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, format!("{}{}", self.key_pem, self.cert_pem)).unwrap();
+        path.to_path_buf()
+    }
+}
+
+/// What a leaf is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// A server certificate (also usable as a client's, as quorum members need).
+    Server,
+    /// A client certificate.
+    Client,
+}
+
+impl Ca {
+    /// A fresh CA named `name`.
+    pub fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = p.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// Writes the CA certificate as a PEM trust store.
+    pub fn write_trust_store(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, &self.pem).unwrap();
+        path.to_path_buf()
+    }
+
+    /// A leaf with common name `cn`, valid for `names` (DNS names or IP addresses).
+    pub fn leaf(&self, cn: &str, names: &[&str], usage: Usage) -> Leaf {
+        self.leaf_with(cn, names, usage, |_| {})
+    }
+
+    /// An expired leaf (valid for a day, ten years ago).
+    pub fn expired_leaf(&self, cn: &str, names: &[&str], usage: Usage) -> Leaf {
+        self.leaf_with(cn, names, usage, |p| {
+            p.not_before = rcgen::date_time_ymd(2015, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2015, 1, 2);
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        cn: &str,
+        names: &[&str],
+        usage: Usage,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = match usage {
+            Usage::Server => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        adjust(&mut p);
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A self-signed leaf: trusted by nobody.
+pub fn self_signed(cn: &str, names: &[&str]) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let cert = p.self_signed(&key).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
