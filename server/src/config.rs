@@ -860,7 +860,10 @@ mod tests {
         .unwrap();
         assert!(cfg.plain_client_port);
         assert_eq!(
-            cfg.enforce_auth_schemes.unwrap().into_iter().collect::<Vec<_>>(),
+            cfg.enforce_auth_schemes
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
             ["sasl"]
         );
 
@@ -874,5 +877,4 @@ mod tests {
         let err = Config::parse("sslQuorum=true\n").unwrap_err();
         assert!(err.to_string().contains("standalone"), "{err}");
     }
-
 }

@@ -305,6 +305,38 @@ pub async fn run_with_backend(
     }
 }
 
+/// `sslQuorum`: the members' TLS configurations, reloaded when their files change.
+fn quorum_tls(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<quorum::QuorumTls>, RunError> {
+    let Some(settings) = &cfg.ssl_quorum else {
+        return Ok(None);
+    };
+    let mut settings = settings.clone();
+    if settings.client_auth != tls::ClientAuth::Need {
+        // Peer authentication is the point of quorum TLS: a member always shows a certificate.
+        tracing::warn!("ssl.quorum.clientAuth is ignored: members always require certificates");
+        settings.client_auth = tls::ClientAuth::Need;
+    }
+    if !settings.hostname_verification {
+        tracing::warn!(
+            "ssl.quorum.hostnameVerification=false: any certificate from the trust store may \
+             act as any member"
+        );
+    }
+    let server = tls::Reloading::new("quorum (accepting)", &settings, tls::server_config)?;
+    let client = tls::Reloading::new("quorum (dialling)", &settings, tls::client_config)?;
+    server.watch(shutdown.clone());
+    client.watch(shutdown.clone());
+    Ok(Some(quorum::QuorumTls {
+        server,
+        client,
+        verify_names: settings.hostname_verification,
+        handshake_timeout_ms: settings.handshake_timeout_ms,
+    }))
+}
+
 /// The SASL DIGEST-MD5 users of the configured JAAS file's section (none without a file).
 fn sasl_users(cfg: &Config) -> Result<BTreeMap<String, tls::Secret>, RunError> {
     let Some(path) = &cfg.jaas_config else {
@@ -447,7 +479,8 @@ async fn start_ensemble(
     };
     let node = zab::Node::new(zcfg, durable).map_err(|e| RunError::Ensemble(e.to_string()))?;
     let (in_tx, in_rx) = mpsc::channel(PEER_QUEUE);
-    let net = quorum::start(my_id, &cfg.ensemble, in_tx, shutdown)
+    let tls = quorum_tls(cfg, &shutdown)?;
+    let net = quorum::start(my_id, &cfg.ensemble, in_tx, shutdown, tls)
         .await
         .map_err(|e| RunError::Ensemble(e.to_string()))?;
     tracing::info!(

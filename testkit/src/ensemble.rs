@@ -70,7 +70,13 @@ pub struct Options {
     /// The last `observers` members observe (non-voting).
     pub observers: usize,
     pub extra: Vec<(String, String)>,
+    /// Keys for one member's zoo.cfg only (it may write files into the member's `dir`, such as
+    /// its own certificate).
+    pub member_extra: Option<MemberExtra>,
 }
+
+/// See [`Options::member_extra`].
+pub type MemberExtra = std::sync::Arc<dyn Fn(&Member) -> Vec<(String, String)> + Send + Sync>;
 
 impl Options {
     pub fn new(size: usize) -> Options {
@@ -80,6 +86,7 @@ impl Options {
             proxied: false,
             observers: 0,
             extra: Vec::new(),
+            member_extra: None,
         }
     }
 }
@@ -108,6 +115,14 @@ impl Ensemble {
     /// Starts the members (needs a tokio runtime when proxied) and waits until one leads and
     /// every member serves.
     pub async fn start(opts: Options) -> Ensemble {
+        let ens = Ensemble::start_unsettled(opts).await;
+        ens.wait_all_serving(Duration::from_secs(30)).await;
+        ens
+    }
+
+    /// Starts the members without waiting for them to settle (a test that expects some of them
+    /// never to serve).
+    pub async fn start_unsettled(opts: Options) -> Ensemble {
         let root = tempfile::tempdir().unwrap();
         let mut members = Vec::new();
         for i in 0..opts.size {
@@ -168,6 +183,9 @@ impl Ensemble {
             for (k, v) in &opts.extra {
                 cfg.push_str(&format!("{k}={v}\n"));
             }
+            for (k, v) in opts.member_extra.as_ref().map(|f| f(m)).unwrap_or_default() {
+                cfg.push_str(&format!("{k}={v}\n"));
+            }
             for s in servers {
                 cfg.push_str(s);
                 cfg.push('\n');
@@ -182,7 +200,6 @@ impl Ensemble {
         for i in 0..opts.size {
             ens.spawn(i);
         }
-        ens.wait_all_serving(Duration::from_secs(30)).await;
         ens
     }
 

@@ -12,8 +12,13 @@
 //! the queue is full, is dropped rather than buffered without bound.
 //!
 //! Frames: `len:u32 kind:u8 body`; kind 0 is a ZAB message ([`crate::zab::wire`]), kind 1 a
-//! [`Relay`]. A connection opens with `"RKQP" version:u8 sender:u64`. Peers are not authenticated
-//! (as ZooKeeper without quorum SASL): the quorum ports belong on a private network.
+//! [`Relay`]. A connection opens with `"RKQP" version:u8 sender:u64`.
+//!
+//! Without `sslQuorum`, peers are not authenticated (as ZooKeeper without quorum SASL or TLS):
+//! the ports belong on a private network. With it ([`QuorumTls`]), every connection is mutual
+//! TLS, and the accepting member checks that the dialler's certificate is valid for the host of
+//! the `server.N` line its hello names: a process that is not a configured member, or a member
+//! claiming another's id, is refused before anything it sends is read.
 
 pub mod relay;
 
@@ -24,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_client::resolve::Resolver;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +39,7 @@ use tracing::Instrument;
 pub use relay::Relay;
 
 use crate::config::Peer;
+use crate::tls::Reloading;
 use crate::zab::{self, PeerId};
 
 /// The largest peer frame. Snapshots travel in one frame, so this bounds the data tree an
@@ -52,6 +59,31 @@ const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Back-off between dials of an unreachable peer.
 const REDIAL_MIN_MS: u64 = 50;
 const REDIAL_MAX_MS: u64 = 1_000;
+
+/// Mutual TLS between members (`sslQuorum=true`).
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// For accepted connections: requires and checks the dialler's certificate.
+    pub server: Arc<Reloading<rustls::ServerConfig>>,
+    /// For dialled connections: presents this member's certificate, checks the other's.
+    pub client: Arc<Reloading<rustls::ClientConfig>>,
+    /// `ssl.quorum.hostnameVerification`: a certificate must be valid for its member's host.
+    pub verify_names: bool,
+    /// `ssl.quorum.handshakeDetectionTimeoutMillis`.
+    pub handshake_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for QuorumTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumTls")
+            .field("verify_names", &self.verify_names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A peer connection, plain or TLS.
+trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for T {}
 
 /// A message between members.
 #[derive(Debug, Clone)]
@@ -186,6 +218,7 @@ pub async fn start(
     members: &[Peer],
     incoming: mpsc::Sender<Incoming>,
     shutdown: CancellationToken,
+    tls: Option<QuorumTls>,
 ) -> std::io::Result<PeerNet> {
     let resolver = Arc::new(Resolver::new(None)?);
     let me = members
@@ -202,14 +235,14 @@ pub async fn start(
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("binding the peer port {addr}: {e}"))
         })?;
-        tracing::info!(%addr, "listening for ensemble members");
-        let members: Vec<PeerId> = members.iter().map(|p| p.id).collect();
+        tracing::info!(%addr, tls = tls.is_some(), "listening for ensemble members");
         tokio::spawn(accept_loop(
             listener,
-            members,
+            members.to_vec(),
             port == me.quorum_port,
             incoming.clone(),
             shutdown.clone(),
+            tls.clone(),
         ));
     }
     let mut election = BTreeMap::new();
@@ -231,10 +264,13 @@ pub async fn start(
             let span = tracing::info_span!("peer", id = peer.id, port);
             tokio::spawn(
                 dial_loop(
-                    my_id,
-                    peer.host.clone(),
-                    port,
-                    resolver.clone(),
+                    Dialler {
+                        my_id,
+                        host: peer.host.clone(),
+                        port,
+                        resolver: resolver.clone(),
+                        tls: tls.clone(),
+                    },
                     Dequeue { rx, bytes },
                     shutdown.clone(),
                 )
@@ -255,10 +291,11 @@ type Registry = Arc<std::sync::Mutex<HashMap<PeerId, (u64, CancellationToken)>>>
 
 async fn accept_loop(
     listener: TcpListener,
-    members: Vec<PeerId>,
+    members: Vec<Peer>,
     report_loss: bool,
     incoming: mpsc::Sender<Incoming>,
     shutdown: CancellationToken,
+    tls: Option<QuorumTls>,
 ) {
     // Room for every member's connection plus a few still saying hello; anything beyond is
     // refused.
@@ -275,20 +312,24 @@ async fn accept_loop(
         };
         next_seq += 1;
         let seq = next_seq;
-        let (members, incoming, shutdown, registry) = (
+        let (members, incoming, shutdown, registry, tls) = (
             members.clone(),
             incoming.clone(),
             shutdown.clone(),
             registry.clone(),
+            tls.clone(),
         );
         tokio::spawn(async move {
             let _slot = slot;
-            let mut stream = stream;
-            let from = tokio::select! {
-                r = read_hello(&mut stream, &members) => match r {
-                    Ok(from) => from,
-                    Err(e) => {
+            let (from, stream) = tokio::select! {
+                r = accept_peer(stream, &members, tls.as_ref()) => match r {
+                    Ok(pair) => pair,
+                    Err(Refused::Quiet(e)) => {
                         tracing::debug!(%addr, error = %e, "peer connection refused");
+                        return;
+                    }
+                    Err(Refused::Loud(e)) => {
+                        tracing::warn!(%addr, error = %e, "peer connection refused");
                         return;
                     }
                 },
@@ -326,8 +367,71 @@ async fn accept_loop(
     }
 }
 
-async fn read_hello(stream: &mut TcpStream, members: &[PeerId]) -> Result<PeerId, String> {
+/// Why an accepted connection was refused: `Loud` for what an operator should see (a failed
+/// TLS handshake, a certificate that does not name the member), `Quiet` for the rest.
+enum Refused {
+    Quiet(String),
+    Loud(String),
+}
+
+/// The TLS handshake (with `sslQuorum`), the hello, and the check that the certificate belongs
+/// to the member the hello names.
+async fn accept_peer(
+    stream: TcpStream,
+    members: &[Peer],
+    tls: Option<&QuorumTls>,
+) -> Result<(PeerId, Box<dyn PeerStream>), Refused> {
     let _ = stream.set_nodelay(true);
+    let ids: Vec<PeerId> = members.iter().map(|p| p.id).collect();
+    let Some(tls) = tls else {
+        let mut stream = stream;
+        let from = read_hello(&mut stream, &ids)
+            .await
+            .map_err(Refused::Quiet)?;
+        return Ok((from, Box::new(stream)));
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.current());
+    let mut stream = crate::tls::handshake(acceptor, stream, tls.handshake_timeout_ms)
+        .await
+        .map_err(Refused::Loud)?;
+    let from = read_hello(&mut stream, &ids).await.map_err(Refused::Loud)?;
+    if tls.verify_names {
+        let host = members
+            .iter()
+            .find(|p| p.id == from)
+            .map(|p| p.host.as_str())
+            .unwrap_or_default();
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        let valid = leaf.is_some_and(|leaf| cert_names(leaf, host));
+        if !valid {
+            return Err(Refused::Loud(format!(
+                "the certificate presented as server.{from} is not valid for its host {host}"
+            )));
+        }
+    }
+    Ok((from, Box::new(stream)))
+}
+
+/// Whether a (chain-verified) certificate is valid for `host`, a DNS name or an IP address as
+/// written on a `server.N` line. No DNS lookup is made: names are compared as written.
+fn cert_names(leaf: &rustls::pki_types::CertificateDer<'_>, host: &str) -> bool {
+    let Ok(name) = ServerName::try_from(host) else {
+        return false;
+    };
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(leaf) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &name).is_ok()
+}
+
+async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    members: &[PeerId],
+) -> Result<PeerId, String> {
     let mut hello = [0u8; 13];
     tokio::time::timeout(
         Duration::from_millis(CONNECT_TIMEOUT_MS),
@@ -346,8 +450,8 @@ async fn read_hello(stream: &mut TcpStream, members: &[PeerId]) -> Result<PeerId
     Ok(from)
 }
 
-async fn read_frames(
-    stream: TcpStream,
+async fn read_frames<S: AsyncRead + Unpin>(
+    stream: S,
     from: PeerId,
     incoming: &mpsc::Sender<Incoming>,
 ) -> Result<(), String> {
@@ -427,18 +531,20 @@ fn push_frame(buf: &mut Vec<u8>, m: &PeerMsg) {
     }
 }
 
-async fn dial_loop(
+/// How to reach one peer's port.
+struct Dialler {
     my_id: PeerId,
     host: String,
     port: u16,
     resolver: Arc<Resolver>,
-    mut rx: Dequeue,
-    shutdown: CancellationToken,
-) {
+    tls: Option<QuorumTls>,
+}
+
+async fn dial_loop(d: Dialler, mut rx: Dequeue, shutdown: CancellationToken) {
     let mut backoff_ms = REDIAL_MIN_MS;
     loop {
         let connected = tokio::select! {
-            s = dial(my_id, &host, port, &resolver) => s,
+            s = d.dial() => s,
             () = shutdown.cancelled() => return,
         };
         let stream = match connected {
@@ -459,7 +565,7 @@ async fn dial_loop(
             }
         };
         tracing::debug!("connected");
-        let (mut rd, wr) = stream.into_split();
+        let (mut rd, wr) = tokio::io::split(stream);
         let mut w = BufWriter::with_capacity(64 * 1024, wr);
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut probe = [0u8; 1];
@@ -512,28 +618,43 @@ async fn dial_loop(
     }
 }
 
-async fn dial(
-    my_id: PeerId,
-    host: &str,
-    port: u16,
-    resolver: &Resolver,
-) -> std::io::Result<TcpStream> {
-    let ip = resolve(resolver, host)
+impl Dialler {
+    async fn dial(&self) -> std::io::Result<Box<dyn PeerStream>> {
+        let host = self.host.as_str();
+        let ip = resolve(&self.resolver, host)
+            .await
+            .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
+        let stream = tokio::time::timeout(
+            Duration::from_millis(CONNECT_TIMEOUT_MS),
+            TcpStream::connect(SocketAddr::new(ip, self.port)),
+        )
         .await
-        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
-    let mut stream = tokio::time::timeout(
-        Duration::from_millis(CONNECT_TIMEOUT_MS),
-        TcpStream::connect(SocketAddr::new(ip, port)),
-    )
-    .await
-    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    stream.set_nodelay(true)?;
-    let mut hello = Vec::with_capacity(13);
-    hello.extend_from_slice(MAGIC);
-    hello.push(VERSION);
-    hello.extend_from_slice(&my_id.to_be_bytes());
-    stream.write_all(&hello).await?;
-    Ok(stream)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.set_nodelay(true)?;
+        let mut hello = Vec::with_capacity(13);
+        hello.extend_from_slice(MAGIC);
+        hello.push(VERSION);
+        hello.extend_from_slice(&self.my_id.to_be_bytes());
+        let Some(tls) = &self.tls else {
+            let mut stream = stream;
+            stream.write_all(&hello).await?;
+            return Ok(Box::new(stream));
+        };
+        // The certificate must be valid for the host as written on the server line.
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(tls.client.current());
+        let mut stream = tokio::time::timeout(
+            Duration::from_millis(tls.handshake_timeout_ms),
+            connector.connect(name, stream),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+        .inspect_err(|e| tracing::warn!(error = %e, "TLS handshake with a member failed"))?;
+        stream.write_all(&hello).await?;
+        stream.flush().await?;
+        Ok(Box::new(stream))
+    }
 }
 
 #[cfg(test)]
