@@ -1,6 +1,11 @@
 //! The AdminServer's commands: `/commands/<name>` answers a JSON object with ZooKeeper's field
 //! names, plus `command` (the canonical name) and `error` (null, or why it failed). Each command
 //! also answers to its four-letter alias (`/commands/mntr` is `monitor`), as in ZooKeeper.
+//!
+//! Unlike ZooKeeper's AdminServer, which serves every command to anyone who reaches its port,
+//! a command runs only if `4lw.commands.whitelist` allows the four-letter word that reveals the
+//! same thing ([`four_letter_word`]): with the default whitelist (`srvr, ruok`) only `ruok` and
+//! `server_stats` answer, and the rest are refused with 403 (docs/security-cve-table.md, SEC-6).
 
 use serde_json::{json, Map, Value};
 
@@ -40,11 +45,65 @@ pub fn canonical(name: &str) -> Option<&'static str> {
         .map(|(n, _)| *n)
 }
 
-/// Runs one command. An unknown name is an answer too (ZooKeeper's `Unknown command: x`).
-pub fn run(core: &mut Core, name: &str) -> Value {
+/// The four-letter word whose whitelisting allows a command: the command's alias, or for the
+/// ensemble views that have none (`leader`, `voting_view`), `conf`, which prints the same member
+/// list.
+pub fn four_letter_word(command: &str) -> &'static str {
+    match command {
+        "configuration" | "leader" | "voting_view" => "conf",
+        "connection_stat_reset" => "crst",
+        "connections" => "cons",
+        "dirs" => "dirs",
+        "dump" => "dump",
+        "environment" => "envi",
+        "get_trace_mask" => "gtmk",
+        "is_read_only" => "isro",
+        "monitor" => "mntr",
+        "server_stats" => "srvr",
+        "stat_reset" => "srst",
+        "stats" => "stat",
+        "watch_summary" => "wchs",
+        "watches" => "wchc",
+        "watches_by_path" => "wchp",
+        "ruok" => "ruok",
+        // A command added without a word here answers only to `4lw.commands.whitelist=*`.
+        _ => "*",
+    }
+}
+
+/// A command's answer: the HTTP status and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// 200, or 403 for a command the whitelist does not allow.
+    pub status: u16,
+    /// The JSON object.
+    pub body: Value,
+}
+
+/// Runs one command. An unknown name is an answer too (ZooKeeper's `Unknown command: x`); a
+/// command whose four-letter word is not whitelisted is refused (403) without running.
+pub fn run(core: &mut Core, name: &str) -> Answer {
     let Some(command) = canonical(name) else {
-        return json!({ "command": name, "error": format!("Unknown command: {name}") });
+        let body = json!({ "command": name, "error": format!("Unknown command: {name}") });
+        return Answer { status: 200, body };
     };
+    let word = four_letter_word(command);
+    if !core.cfg.four_letter_allowed(word) {
+        let body = json!({
+            "command": command,
+            "error": format!(
+                "{command} is not executed because {word} is not in 4lw.commands.whitelist."
+            ),
+        });
+        return Answer { status: 403, body };
+    }
+    Answer {
+        status: 200,
+        body: run_allowed(core, command),
+    }
+}
+
+fn run_allowed(core: &mut Core, command: &'static str) -> Value {
     let needs_serving = matches!(command, "server_stats" | "stats" | "monitor");
     let body = if needs_serving && !serving(core) {
         Err("This ZooKeeper instance is not currently serving requests")
@@ -302,4 +361,29 @@ fn voting_view(core: &Core) -> Value {
         })
         .collect();
     json!({ "current_config": view })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rookery_proto::consts::FOUR_LETTER_WORDS;
+
+    #[test]
+    fn every_command_is_gated_by_a_four_letter_word() {
+        for (name, aliases) in COMMANDS {
+            let word = four_letter_word(name);
+            assert!(
+                FOUR_LETTER_WORDS.contains(&word),
+                "{name} is gated by {word:?}, not a four-letter word"
+            );
+            // A command that is, or has, a four-letter word is gated by that word.
+            let own = std::iter::once(name)
+                .chain(aliases.iter())
+                .find(|a| FOUR_LETTER_WORDS.contains(a));
+            if let Some(own) = own {
+                assert_eq!(word, *own, "{name}");
+            }
+        }
+        assert_eq!(four_letter_word("something new"), "*");
+    }
 }

@@ -39,8 +39,8 @@ pub enum AdminRequest {
     Command {
         /// The name or alias.
         name: String,
-        /// The JSON answer.
-        reply: oneshot::Sender<Value>,
+        /// The status and JSON answer.
+        reply: oneshot::Sender<super::commands::Answer>,
     },
     /// The state [`Metrics::encode`] exports: the numeric `mntr` rows and learner lags.
     MetricsState {
@@ -136,7 +136,11 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
             let (reply, answer) = oneshot::channel();
             let ask = Event::Admin(AdminRequest::Command { name, reply });
             match ask_core(shared, ask, answer).await {
-                Some(v) => json(&v),
+                Some(a) => {
+                    let mut resp = json(&a.body);
+                    *resp.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+                    resp
+                }
                 None => unavailable(),
             }
         }

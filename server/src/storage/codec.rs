@@ -227,4 +227,38 @@ mod tests {
             }
         }
     }
+
+    /// Counts come from the file (or, for a learner, from the leader): a count the remaining
+    /// bytes cannot hold is an error before anything is reserved for it (SEC-11 in
+    /// docs/security-cve-table.md). Were the count trusted, `Vec::with_capacity` would abort.
+    #[test]
+    fn hostile_counts_are_errors_not_allocations() {
+        let header = |out: &mut Vec<u8>| {
+            write_i64(out, 9);
+            write_i32(out, 3);
+            write_i64(out, 1234);
+        };
+        let mut multi = Vec::new();
+        header(&mut multi);
+        write_i32(&mut multi, T_MULTI);
+        write_i32(&mut multi, i32::MAX);
+        write_i32(&mut multi, T_ERROR);
+        write_i32(&mut multi, 0);
+        assert_eq!(decode_txn(1, &multi), Err(DecodeError::UnexpectedEof));
+
+        let mut create = Vec::new();
+        header(&mut create);
+        write_i32(&mut create, T_CREATE);
+        write_string(&mut create, "/a");
+        write_buffer(&mut create, None);
+        write_i32(&mut create, i32::MAX); // ACL entries
+        assert_eq!(decode_txn(1, &create), Err(DecodeError::UnexpectedEof));
+
+        let mut data = Vec::new();
+        header(&mut data);
+        write_i32(&mut data, T_SET_DATA);
+        write_string(&mut data, "/a");
+        write_i32(&mut data, i32::MAX); // data length
+        assert_eq!(decode_txn(1, &data), Err(DecodeError::UnexpectedEof));
+    }
 }

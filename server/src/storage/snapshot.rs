@@ -382,6 +382,28 @@ mod tests {
             .contains("checksum"));
     }
 
+    /// A snapshot's counts are checksummed but still input (a learner takes its snapshot from
+    /// the leader): counts no file could hold are errors at the end of the bytes, not
+    /// reservations (SEC-11 in docs/security-cve-table.md).
+    #[test]
+    fn hostile_counts_are_errors_not_allocations() {
+        for (nodes, sessions) in [(i64::MAX, 0), (-1, i32::MAX), (0, i32::MAX)] {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(MAGIC);
+            bytes.extend_from_slice(&VERSION.to_be_bytes());
+            write_i64(&mut bytes, 3);
+            write_i64(&mut bytes, nodes);
+            write_i32(&mut bytes, sessions);
+            let crc = crc32c::crc32c(&bytes);
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            let err = read(Path::new("/s/snapshot.3"), &bytes)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("undecodable"), "{nodes} {sessions}: {err}");
+        }
+    }
+
     #[test]
     fn a_crash_before_the_rename_leaves_no_snapshot() {
         let b = MemBackend::new();

@@ -61,6 +61,12 @@ impl Client {
             .await
             .ok()?
             .ok()?;
+        Client::handshake(stream, req).await
+    }
+
+    /// Opens a session over a connected stream (for example one bound to a chosen local
+    /// address); `None` if the server refused or closed.
+    pub async fn handshake(stream: TcpStream, req: ConnectRequest) -> Option<Client> {
         let _ = stream.set_nodelay(true);
         let mut c = Client {
             stream,
