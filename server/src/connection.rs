@@ -133,6 +133,13 @@ where
         if let Some(cmd) = four_letter_word(&buf[..4]) {
             return Ok(Some(cmd));
         }
+        if buf[0] == 0x16 && buf[1] == 0x03 {
+            // A TLS record header (handshake, version 3.x), not a 4-byte length.
+            tracing::info!(
+                "a TLS client on a plain port; closing (TLS is served on secureClientPort)"
+            );
+            return Err("TLS handshake on a plain port");
+        }
         loop {
             if parse_frame(&buf, cfg.max_frame_len)
                 .map_err(|_| "bad handshake length")?

@@ -194,6 +194,15 @@ pub async fn run_with_backend(
     backend: Arc<dyn storage::Backend>,
 ) -> Result<(), RunError> {
     let is_ensemble = cfg.is_ensemble();
+    // Unusable certificates stop the server before it recovers or serves anything.
+    let secure_tls = match cfg.secure_client_port {
+        Some(_) => Some(tls::Reloading::new(
+            "secure client port",
+            &cfg.ssl,
+            tls::server_config,
+        )?),
+        None => None,
+    };
     let recovered = recover(&cfg, backend.as_ref())?;
     let cfg = Arc::new(cfg);
     let mut log = storage::txn_log::TxnLog::open(
@@ -266,31 +275,24 @@ pub async fn run_with_backend(
         cfg: cfg.clone(),
         global,
     });
-    if let Some(port) = cfg.secure_client_port {
+    if let (Some(port), Some(tls)) = (cfg.secure_client_port, secure_tls) {
         let ip = cfg
             .secure_client_port_address
             .unwrap_or(cfg.client_port_address);
-        let bound = TcpListener::bind((ip, port)).await;
-        let tls = tls::Reloading::new("secure client port", &cfg.ssl, tls::server_config);
-        match (bound, tls) {
-            (Ok(secure), Ok(tls)) => {
+        match TcpListener::bind((ip, port)).await {
+            Ok(secure) => {
                 if let Ok(local) = secure.local_addr() {
                     tracing::info!(%local, "serving TLS clients");
                 }
                 tls.watch(shutdown.clone());
                 tokio::spawn(clients.clone().serve(secure, Some(tls), shutdown.clone()));
             }
-            (Err(e), _) => {
+            Err(e) => {
                 shutdown.cancel();
                 let _ = core_task.await;
                 return Err(RunError::Listen(format!(
                     "secure client port {ip}:{port}: {e}"
                 )));
-            }
-            (_, Err(e)) => {
-                shutdown.cancel();
-                let _ = core_task.await;
-                return Err(RunError::Tls(e));
             }
         }
     }

@@ -625,9 +625,12 @@ impl Core {
         let mut ids = vec![acl::ip_id(addr.ip())];
         if let Some(subject) = cert_subject {
             // X509AuthenticationProvider: the subject is the id, and the configured super
-            // user's subject is also a super user.
+            // user's subject is also a super user (named by its subject, as ZooKeeper does).
             if self.cfg.x509_super_user.as_deref() == Some(subject.as_str()) {
-                ids.push(acl::super_id());
+                ids.push(Id {
+                    scheme: "super".into(),
+                    id: subject.clone(),
+                });
             }
             tracing::debug!(subject, "client certificate accepted");
             ids.push(Id {

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// A certificate authority that signs leaf certificates.
@@ -65,6 +65,18 @@ impl Ca {
     /// A leaf with common name `cn`, valid for `names` (DNS names or IP addresses).
     pub fn leaf(&self, cn: &str, names: &[&str], usage: Usage) -> Leaf {
         self.leaf_with(cn, names, usage, |_| {})
+    }
+
+    /// A leaf whose subject is `dn`, in the order given (most general first, as DER lists
+    /// it: `[(O, "Rookery"), (CN, "app-1")]` is `CN=app-1,O=Rookery` in RFC 2253), valid for
+    /// `names`.
+    pub fn leaf_with_subject(&self, dn: &[(DnType, &str)], names: &[&str], usage: Usage) -> Leaf {
+        self.leaf_with("", names, usage, |p| {
+            p.distinguished_name = DistinguishedName::new();
+            for (kind, value) in dn {
+                p.distinguished_name.push(kind.clone(), *value);
+            }
+        })
     }
 
     /// An expired leaf (valid for a day, ten years ago).
