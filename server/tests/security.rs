@@ -1,4 +1,4 @@
-//! Security behaviour, one test (or a few) per row of docs/security-cve-table.md: ACL checks on
+//! Security behaviour, one test (or a few) per row of docs/security.md: ACL checks on
 //! reads (SEC-3), watch events filtered by READ (SEC-4), multi and create flags under ACLs
 //! (SEC-5), what the four-letter words and the AdminServer expose by default (SEC-6), the `ip`
 //! scheme (SEC-7), limits that keep one abusive client from starving others (SEC-9), and

@@ -5,7 +5,7 @@
 //! Unlike ZooKeeper's AdminServer, which serves every command to anyone who reaches its port,
 //! a command runs only if `4lw.commands.whitelist` allows the four-letter word that reveals the
 //! same thing ([`four_letter_word`]): with the default whitelist (`srvr, ruok`) only `ruok` and
-//! `server_stats` answer, and the rest are refused with 403 (docs/security-cve-table.md, SEC-6).
+//! `server_stats` answer, and the rest are refused with 403 (docs/security.md, SEC-6).
 
 use serde_json::{json, Map, Value};
 

@@ -230,7 +230,7 @@ mod tests {
 
     /// Counts come from the file (or, for a learner, from the leader): a count the remaining
     /// bytes cannot hold is an error before anything is reserved for it (SEC-11 in
-    /// docs/security-cve-table.md). Were the count trusted, `Vec::with_capacity` would abort.
+    /// docs/security.md). Were the count trusted, `Vec::with_capacity` would abort.
     #[test]
     fn hostile_counts_are_errors_not_allocations() {
         let header = |out: &mut Vec<u8>| {

@@ -384,7 +384,7 @@ mod tests {
 
     /// A snapshot's counts are checksummed but still input (a learner takes its snapshot from
     /// the leader): counts no file could hold are errors at the end of the bytes, not
-    /// reservations (SEC-11 in docs/security-cve-table.md).
+    /// reservations (SEC-11 in docs/security.md).
     #[test]
     fn hostile_counts_are_errors_not_allocations() {
         for (nodes, sessions) in [(i64::MAX, 0), (-1, i32::MAX), (0, i32::MAX)] {
