@@ -523,9 +523,10 @@ impl Config {
         // As in ZooKeeper, a configuration with only a secure port serves no plain clients.
         cfg.plain_client_port = client_port_given || cfg.secure_client_port.is_none();
         if cfg.secure_client_port.is_some() {
-            cfg.ssl = ssl
-                .build("ssl")
-                .map_err(|reason| invalid("secureClientPort", "", &reason))?;
+            cfg.ssl = ssl.build("ssl").map_err(|reason| {
+                let port = cfg.secure_client_port.unwrap_or_default().to_string();
+                invalid("secureClientPort", &port, &reason)
+            })?;
         }
         if ssl_quorum_on {
             if cfg.ensemble.is_empty() {

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use common::ensemble::{Ensemble, Options};
 use rookery_client::{Client, CreateOptions};
 use rookery_testkit::pki::{Ca, Leaf, Usage};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,27 +27,29 @@ async fn client(connect: &str) -> Client {
         .unwrap_or_else(|e| panic!("connecting to {connect}: {e}"))
 }
 
-/// A 3-member ensemble whose members each hold a certificate valid for their own address only.
-async fn tls_ensemble(ca: Arc<Ca>) -> Ensemble {
+/// Ensemble options with `sslQuorum`, each member holding a certificate from the CA `ca_of`
+/// picks for it, valid for the member's own address only, and trusting that CA.
+fn tls_options(ca_of: impl Fn(u64) -> Arc<Ca> + Send + Sync + 'static) -> Options {
     let mut opts = Options::new(3);
     opts.extra = vec![("sslQuorum".into(), "true".into())];
     opts.member_extra = Some(Arc::new(move |m| {
+        let ca = ca_of(m.id);
         let ip = m.ip.to_string();
         let leaf = ca.leaf(&format!("server.{}", m.id), &[&ip], Usage::Server);
         let key_store = leaf.write_key_store(&m.dir.join("quorum.pem"));
         let trust_store = ca.write_trust_store(&m.dir.join("ca.pem"));
+        let path = |p: std::path::PathBuf| p.display().to_string();
         vec![
-            (
-                "ssl.quorum.keyStore.location".into(),
-                key_store.display().to_string(),
-            ),
-            (
-                "ssl.quorum.trustStore.location".into(),
-                trust_store.display().to_string(),
-            ),
+            ("ssl.quorum.keyStore.location".into(), path(key_store)),
+            ("ssl.quorum.trustStore.location".into(), path(trust_store)),
         ]
     }));
-    let ens = Ensemble::start(opts).await;
+    opts
+}
+
+/// A 3-member ensemble over mutual TLS, settled.
+async fn tls_ensemble(ca: Arc<Ca>) -> Ensemble {
+    let ens = Ensemble::start(tls_options(move |_| ca.clone())).await;
     ens.wait_all_serving(SETTLE).await;
     ens
 }
@@ -76,24 +77,7 @@ async fn closed_soon<S: AsyncReadExt + Unpin>(s: &mut S) -> bool {
 }
 
 fn tls_connector(ca_pem: &str, leaf: &Leaf) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(rookery_testkit::pki::client_config(ca_pem, leaf)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,25 +163,7 @@ async fn a_member_without_the_quorum_certificate_cannot_join() {
     // without it, and it never serves.
     let ca = Arc::new(Ca::new("quorum CA"));
     let other = Arc::new(Ca::new("another CA"));
-    let mut opts = Options::new(3);
-    opts.extra = vec![("sslQuorum".into(), "true".into())];
-    opts.member_extra = Some(Arc::new(move |m| {
-        let ca = if m.id == 3 { &other } else { &ca };
-        let ip = m.ip.to_string();
-        let leaf = ca.leaf(&format!("server.{}", m.id), &[&ip], Usage::Server);
-        let key_store = leaf.write_key_store(&m.dir.join("quorum.pem"));
-        let trust_store = ca.write_trust_store(&m.dir.join("ca.pem"));
-        vec![
-            (
-                "ssl.quorum.keyStore.location".into(),
-                key_store.display().to_string(),
-            ),
-            (
-                "ssl.quorum.trustStore.location".into(),
-                trust_store.display().to_string(),
-            ),
-        ]
-    }));
+    let opts = tls_options(move |id| if id == 3 { other.clone() } else { ca.clone() });
     let ens = Ensemble::start_unsettled(opts).await;
     let deadline = Instant::now() + SETTLE;
     loop {

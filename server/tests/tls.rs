@@ -27,8 +27,7 @@ use rookery_proto::frame::write_frame;
 use rookery_proto::{AuthPacket, ConnectRequest, Jute, Request, Response, SaslToken};
 use rookery_testkit::pki::{self_signed, Ca, Leaf, Usage};
 use rookery_testkit::{free_port, rookery_bin, start_program, start_rookery, Proc, WAIT};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 
 /// How long a connection that must fail may try (the client retries until then).
 const REFUSE: Duration = Duration::from_secs(2);
@@ -294,21 +293,7 @@ fn client_hello() -> Vec<u8> {
 /// A rustls client trusting `ca_pem` and presenting `leaf`, for errors the rookery client
 /// only reports as a timeout.
 fn rustls_client(ca_pem: &str, leaf: &Leaf) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(ring())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(rookery_testkit::pki::client_config(ca_pem, leaf)))
 }
 
 // === processes started by hand ===
