@@ -17,14 +17,7 @@ use rookery_client::{Client, CreateMode, CreateOptions};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-async fn client(connect: &str) -> Client {
-    Client::builder(connect)
-        .session_timeout(Duration::from_secs(6))
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {connect}: {e}"))
-}
+use common::ensemble_client as client;
 
 fn persistent() -> CreateOptions {
     CreateOptions::new(CreateMode::Persistent)

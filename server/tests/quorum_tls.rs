@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::ensemble::{Ensemble, Options};
-use rookery_client::{Client, CreateOptions};
+use rookery_client::CreateOptions;
 use rookery_testkit::pki::{Ca, Leaf, Usage};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,14 +18,7 @@ use tokio::net::TcpStream;
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-async fn client(connect: &str) -> Client {
-    Client::builder(connect)
-        .session_timeout(Duration::from_secs(6))
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {connect}: {e}"))
-}
+use common::ensemble_client as client;
 
 /// Ensemble options with `sslQuorum`, each member holding a certificate from the CA `ca_of`
 /// picks for it, valid for the member's own address only, and trusting that CA.

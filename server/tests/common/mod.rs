@@ -14,6 +14,17 @@ use tokio::net::TcpStream;
 
 pub use rookery_testkit::*;
 
+/// A `rookery-client` session on `connect` (a member or a list of members), with the short
+/// timeouts the ensemble tests use; panics if it cannot connect.
+pub async fn ensemble_client(connect: &str) -> rookery_client::Client {
+    rookery_client::Client::builder(connect)
+        .session_timeout(Duration::from_secs(6))
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {connect}: {e}"))
+}
+
 /// A reply: its header and, when err is 0, its body.
 #[derive(Debug, Clone)]
 pub struct Reply {
