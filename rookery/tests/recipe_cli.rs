@@ -94,6 +94,16 @@ impl Cli {
         }
     }
 
+    /// Waits until every one of `expected` has been printed, in any order: `elect` prints the
+    /// role and the leader from two independent observations, so either may come first.
+    fn lines(&self, expected: &[&str]) {
+        let mut missing: Vec<&str> = expected.to_vec();
+        while !missing.is_empty() {
+            let line = self.line(|l| missing.contains(&l));
+            missing.retain(|m| *m != line);
+        }
+    }
+
     /// Waits (bounded) for the process to exit.
     fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
@@ -316,14 +326,12 @@ fn a_connection_failure_exits_1() {
 fn the_second_participant_leads_when_the_first_is_stopped() {
     let server = start_rookery(&[]);
     let mut a = rookery(&server, &["elect", "/cli/election", "a"], &[]);
-    a.line(|l| l == "state leader");
-    a.line(|l| l == "leader a");
+    a.lines(&["state leader", "leader a"]);
     let b = rookery(&server, &["elect", "/cli/election", "b"], &[]);
     b.line(|l| l == "state follower");
     a.sigterm();
     assert_eq!(a.code(), 0, "{}", a.stderr());
-    b.line(|l| l == "state leader");
-    b.line(|l| l == "leader b");
+    b.lines(&["state leader", "leader b"]);
 }
 
 #[test]
