@@ -713,6 +713,38 @@ impl Client {
         self.call(req, |_| Some(()))
     }
 
+    /// Makes the read that `read` issues linearizable: a `sync` of `path` is queued first and the
+    /// read right behind it on the same session, so the read sees every write acknowledged to
+    /// any client before this call, for one round trip. Against Rookery this holds under faults
+    /// too, because its `sync` is answered only after the leader confirmed with a quorum round
+    /// that it still leads; Apache ZooKeeper's `sync` has no such round (ZOOKEEPER-1675), so
+    /// there a deposed leader can still answer stale.
+    ///
+    /// `read` must issue exactly one request with a method of this client that queues its
+    /// request when called (every read method here does), such as `|c| c.get_data(path)`.
+    ///
+    /// # Errors
+    /// The errors of `sync`, then of the read.
+    ///
+    /// # Cancellation safety
+    /// Both requests are queued when this is called; dropping the future discards the result.
+    pub fn linearizable<F, T>(
+        &self,
+        path: &str,
+        read: impl FnOnce(&Client) -> F,
+    ) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let synced = self.sync(path);
+        let read = read(self);
+        async move {
+            synced.await?;
+            read.await
+        }
+    }
+
     // === watches ===
 
     /// Adds a persistent watch on `path` (the node need not exist): `Persistent` reports

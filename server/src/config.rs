@@ -130,6 +130,10 @@ pub struct Config {
     /// `slowRequestThresholdMs`: a request slower than this is logged with its session and
     /// path (0 = never).
     pub slow_request_threshold_ms: u64,
+    /// `linearizableReads` (a Rookery key, off by default): in an ensemble every read waits, as
+    /// `sync` always does, for a commit point the leader confirmed with a quorum round, so reads
+    /// are linearizable at the cost of a round trip to the leader each.
+    pub linearizable_reads: bool,
     /// Whether `clientPort` serves plain connections: not when only `secureClientPort` is
     /// configured, as in ZooKeeper.
     pub plain_client_port: bool,
@@ -284,6 +288,7 @@ impl Default for Config {
             metrics_address: None,
             metrics_port: 7000,
             slow_request_threshold_ms: 1000,
+            linearizable_reads: false,
             plain_client_port: true,
             secure_client_port: None,
             secure_client_port_address: None,
@@ -499,6 +504,7 @@ impl Config {
                 "slowRequestThresholdMs" => {
                     cfg.slow_request_threshold_ms = parse_num(key, value, 0)?
                 }
+                "linearizableReads" => cfg.linearizable_reads = parse_bool(key, value)?,
                 "initLimit" => cfg.init_limit_ticks = parse_num(key, value, 1)?,
                 "syncLimit" => cfg.sync_limit_ticks = parse_num(key, value, 1)?,
                 _ if bare.starts_with("server.") => {

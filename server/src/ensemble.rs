@@ -11,7 +11,9 @@
 //!   followers relay the sessions connected to them every half tick ([`Relay::Touch`]). A new
 //!   leader gives every session a full timeout, as ZooKeeper does.
 //! - **sync** asks the leader for its commit point ([`Relay::Sync`]) and answers once this member
-//!   has applied that far.
+//!   has applied that far. The leader answers only after a quorum round confirmed it still leads
+//!   ([`Node::confirm_leadership`], read index), so a deposed leader cannot hand out a stale
+//!   point: `sync` then a read is linearizable. With `linearizableReads` every read waits so.
 //! - **Role changes.** A member that stops serving (electing) drops its clients, as ZooKeeper
 //!   does; they reconnect to a member that serves, keeping their sessions.
 //! - **Storage.** ZAB's store operations go to the log writer thread in order; its completions come
@@ -21,11 +23,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
-use rookery_proto::{ConnectRequest, Reader, Request, Response};
+use rookery_proto::{ConnectRequest, Reader, Request};
 
 use crate::quorum::relay::NOT_A_CONNECTION;
 use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
-use crate::server::{Core, Op, Plan, Queued, ReplyKind};
+use crate::server::{Core, Plan, Queued, ReplyKind};
 use crate::storage::codec::decode_txn;
 use crate::storage::epoch::Epochs;
 use crate::storage::snapshot;
@@ -61,6 +63,11 @@ pub struct Ensemble {
     forwarded_syncs: HashMap<(i64, i32), (ConnId, Queued)>,
     /// Syncs the leader answered, waiting for this member to apply up to the zxid.
     syncs: Vec<(i64, ConnId, Queued)>,
+    /// As leader: reads waiting for the quorum round that confirms this leader, by read id: the
+    /// commit point when each was asked, and whom it answers.
+    confirming: HashMap<u64, (i64, ReadWaiter)>,
+    /// The last read id given to [`Node::confirm_leadership`].
+    last_read_id: u64,
     /// Handshakes naming a session this learner does not know, waiting for the leader's commit
     /// point, per session.
     revalidating: HashMap<i64, Vec<(ConnId, ConnectRequest)>>,
@@ -97,6 +104,19 @@ pub struct Ensemble {
     /// (`proposal_latency`). Bounded by the backlog and the proposal window; cleared when the
     /// role changes.
     proposed_at: VecDeque<(i64, Instant)>,
+}
+
+/// Whom a read confirmed by the leader's quorum round answers.
+#[derive(Debug)]
+enum ReadWaiter {
+    /// A request of a client connected to this member.
+    Local(ConnId, Queued),
+    /// A learner's [`Relay::Sync`]: [`Relay::Synced`] goes back to it.
+    Remote {
+        to: PeerId,
+        session_id: i64,
+        cxid: i32,
+    },
 }
 
 /// A leader's view of its learners' connections (learner, connection): the number of the next
@@ -179,6 +199,8 @@ impl Ensemble {
             waiting: HashMap::new(),
             forwarded_syncs: HashMap::new(),
             syncs: Vec::new(),
+            confirming: HashMap::new(),
+            last_read_id: 0,
             revalidating: HashMap::new(),
             revalidated: Vec::new(),
             tick_ms: tick_ms.max(1),
@@ -334,6 +356,7 @@ impl Core {
             }
             Action::Commit { entries } => self.apply_committed(entries),
             Action::Role(role) => self.on_role(role),
+            Action::ReadConfirmed { ids } => self.reads_confirmed(ids),
         }
     }
 
@@ -482,6 +505,8 @@ impl Core {
         });
         ens.forwarded_syncs.retain(|_, (c, _)| *c != conn_id);
         ens.syncs.retain(|(_, c, _)| *c != conn_id);
+        ens.confirming
+            .retain(|_, (_, w)| !matches!(w, ReadWaiter::Local(c, _) if *c == conn_id));
         ens.revalidating.retain(|_, v| {
             v.retain(|(c, _)| *c != conn_id);
             !v.is_empty()
@@ -552,6 +577,7 @@ impl Core {
             ens.waiting.clear();
             ens.forwarded_syncs.clear();
             ens.syncs.clear();
+            ens.confirming.clear();
             ens.revalidating.clear();
             ens.revalidated.clear();
             ens.touched.clear();
@@ -764,16 +790,72 @@ impl Core {
             .push_back((0, plan));
     }
 
+    /// A request that must see every write acknowledged before it began (`sync`; with
+    /// `linearizableReads`, any read): it runs once this member has applied the commit point
+    /// the leader confirmed with a quorum round. Its connection waits behind it.
+    pub(crate) fn read_barrier(&mut self, conn_id: ConnId, session_id: i64, q: Queued) {
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.barrier = true;
+        }
+        match self.ens().leader_to_forward() {
+            Some(leader) => self.forward_sync(leader, conn_id, session_id, q),
+            None => self.confirm_read(ReadWaiter::Local(conn_id, q)),
+        }
+    }
+
+    /// As leader: asks the core for a quorum round for a read, noting the commit point now.
+    fn confirm_read(&mut self, waiter: ReadWaiter) {
+        let zxid = self.last_zxid;
+        let ens = self.ens();
+        ens.last_read_id += 1;
+        let id = ens.last_read_id;
+        match ens.node.confirm_leadership(id) {
+            Ok(actions) => {
+                ens.confirming.insert(id, (zxid, waiter));
+                self.perform(actions);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot confirm a read");
+                match waiter {
+                    ReadWaiter::Local(conn, _) => self.close_conn(conn),
+                    ReadWaiter::Remote {
+                        to,
+                        session_id,
+                        cxid,
+                    } => self.send_relay(to, Relay::Rejected { session_id, cxid }),
+                }
+            }
+        }
+    }
+
+    /// The quorum confirmed this leader for these reads: each is answered from its commit point.
+    fn reads_confirmed(&mut self, ids: Vec<u64>) {
+        for id in ids {
+            let Some((zxid, waiter)) = self.ens().confirming.remove(&id) else {
+                continue;
+            };
+            match waiter {
+                ReadWaiter::Local(conn, q) => self.ens().syncs.push((zxid, conn, q)),
+                ReadWaiter::Remote {
+                    to,
+                    session_id,
+                    cxid,
+                } => self.send_relay(
+                    to,
+                    Relay::Synced {
+                        session_id,
+                        cxid,
+                        zxid,
+                    },
+                ),
+            }
+        }
+        self.answer_syncs();
+    }
+
     /// A follower's `sync`: ask the leader for its commit point.
-    pub(crate) fn forward_sync(
-        &mut self,
-        leader: PeerId,
-        conn_id: ConnId,
-        session_id: i64,
-        q: Queued,
-    ) {
+    fn forward_sync(&mut self, leader: PeerId, conn_id: ConnId, session_id: i64, q: Queued) {
         let seq = self.conns.get_mut(&conn_id).map_or(0, |c| {
-            c.inflight_writes += 1;
             c.forwarded += 1;
             c.forwarded - 1
         });
@@ -791,26 +873,16 @@ impl Core {
         ens.forwarded_syncs.insert((session_id, cxid), (conn_id, q));
     }
 
-    /// Answers the syncs whose zxid this member has applied.
+    /// Runs the reads whose confirmed commit point this member has applied.
     fn answer_syncs(&mut self) {
         let last = self.last_zxid;
         for (_, conn, q) in take_due(&mut self.ens().syncs, last) {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.inflight_writes -= 1;
-            }
-            let path = match &q.req {
-                Ok(Request::Sync(r)) => r.path.clone(),
-                _ => String::new(),
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
             };
-            let reply = (
-                q.xid,
-                last,
-                0,
-                Response::Path(rookery_proto::PathResponse { path }),
-                false,
-            );
-            let op = q.req.as_ref().map_or(Op::OTHER, Op::of);
-            self.reply(conn, op, q.xid, reply, q.permit, q.received);
+            c.barrier = false;
+            let session_id = c.session_id;
+            self.execute(conn, session_id, q);
             self.drain(conn);
         }
     }
@@ -866,15 +938,11 @@ impl Core {
                     self.send_relay(from, Relay::Rejected { session_id, cxid });
                     return;
                 }
-                let zxid = self.last_zxid;
-                self.send_relay(
-                    from,
-                    Relay::Synced {
-                        session_id,
-                        cxid,
-                        zxid,
-                    },
-                );
+                self.confirm_read(ReadWaiter::Remote {
+                    to: from,
+                    session_id,
+                    cxid,
+                });
             }
             Relay::Forward {
                 session_id, cxid, ..

@@ -126,6 +126,22 @@ pub struct Queued {
 }
 
 impl Queued {
+    /// Whether it must see every write acknowledged before it when the server is configured for
+    /// linearizable reads: the requests that read the tree.
+    fn reads_tree(&self) -> bool {
+        matches!(
+            self.req,
+            Ok(Request::Exists(_)
+                | Request::GetData(_)
+                | Request::GetAcl(_)
+                | Request::GetChildren(_)
+                | Request::GetChildren2(_)
+                | Request::MultiRead(_)
+                | Request::GetEphemerals(_)
+                | Request::GetAllChildrenNumber(_))
+        )
+    }
+
     fn is_txn(&self) -> bool {
         matches!(
             self.req,
@@ -202,6 +218,10 @@ pub struct Conn {
     ///
     /// [`Relay::Forward`]: crate::quorum::relay::Relay::Forward
     pub(crate) forwarded: u64,
+    /// A `sync` (with `linearizableReads`, any read) waits for the leader's confirmed commit
+    /// point: nothing else of the connection runs until it is answered, so that a write behind
+    /// it cannot be answered first (the leader's quorum round may outlast a commit).
+    pub(crate) barrier: bool,
     /// Requests waiting behind those writes, in arrival order.
     queue: VecDeque<Queued>,
 }
@@ -655,6 +675,7 @@ impl Core {
                 sasl: None,
                 establishing: false,
                 inflight_writes: 0,
+                barrier: false,
                 forwarded: 0,
                 queue: VecDeque::new(),
             },
@@ -808,6 +829,7 @@ impl Core {
         // FIFO per session: nothing overtakes a request that is waiting, and nothing but another
         // write overtakes an in-flight write (writes are applied in order anyway).
         let wait = conn.establishing
+            || conn.barrier
             || !conn.queue.is_empty()
             || (conn.inflight_writes > 0 && !q.is_txn());
         if wait {
@@ -823,7 +845,7 @@ impl Core {
             let Some(conn) = self.conns.get_mut(&conn_id) else {
                 return;
             };
-            if conn.establishing {
+            if conn.establishing || conn.barrier {
                 return;
             }
             match conn.queue.front() {
@@ -889,12 +911,19 @@ impl Core {
             self.write(conn_id, session_id, q);
             return;
         }
-        if matches!(q.req, Ok(Request::Sync(_))) {
-            if let Some(leader) = self.ensemble.as_ref().and_then(|e| e.leader_to_forward()) {
-                self.forward_sync(leader, conn_id, session_id, q);
-                return;
-            }
+        // In an ensemble, `sync` (and with `linearizableReads` every read) is answered from a
+        // commit point the leader confirmed with a quorum round, once this member applied it.
+        let barrier = matches!(q.req, Ok(Request::Sync(_)))
+            || (self.cfg.linearizable_reads && q.reads_tree());
+        if barrier && self.ensemble.is_some() {
+            self.read_barrier(conn_id, session_id, q);
+            return;
         }
+        self.execute(conn_id, session_id, q);
+    }
+
+    /// Runs a read (or any request that is not a transaction) and answers it.
+    pub(crate) fn execute(&mut self, conn_id: ConnId, session_id: i64, q: Queued) {
         let Queued {
             xid,
             req,

@@ -88,7 +88,7 @@ fn run_size(voters: usize, parity: u64) {
     eprintln!(
         "sim {voters} voters: {} seeds in {:.1?}: {} ticks, {} steps, {} messages ({} dropped, {} duplicated), \
          {} crashes ({} mid-I/O), {} partitions, {} epochs, {} committed, {} acknowledged, \
-         {} snapshots sent, {} truncations, slowest recovery {} ticks",
+         {} linearizable reads, {} snapshots sent, {} truncations, slowest recovery {} ticks",
         total.seeds,
         started.elapsed(),
         total.sim_ticks,
@@ -102,6 +102,7 @@ fn run_size(voters: usize, parity: u64) {
         total.epochs,
         total.committed,
         total.acked,
+        total.reads_confirmed,
         total.snapshots,
         total.truncations,
         total.liveness_ticks_max
@@ -111,6 +112,10 @@ fn run_size(voters: usize, parity: u64) {
         assert!(
             total.acked > total.seeds * 5,
             "too few writes acknowledged: {total:?}"
+        );
+        assert!(
+            total.reads_confirmed > total.seeds,
+            "too few reads confirmed: {total:?}"
         );
         assert!(
             total.crashes > total.seeds / 2,

@@ -717,7 +717,7 @@ mod tests {
                 session: 1,
                 epoch: 2,
                 seq: 3,
-                packet: zab::Packet::Ping,
+                packet: zab::Packet::Ping { round: 4 },
             }),
         ];
         for m in msgs {

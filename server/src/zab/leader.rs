@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::error::ProposeError;
 use super::message::{AckEpoch, Entry, Packet, PeerId};
 use super::node::{check_seq, send_packet, Action, Core, Envelope, Next, RoleChange, SeqCheck};
+use super::read_index::ReadIndex;
 use super::sync::{self, SyncPlan};
 use super::zxid::{Zxid, MAX_EPOCH};
 
@@ -53,6 +54,8 @@ pub(crate) struct Handler {
     pub(crate) synced_to: Zxid,
     /// Durable on the learner through this zxid (once NEWLEADER is acknowledged).
     pub(crate) matched: Zxid,
+    /// The newest leadership-confirmation round the learner echoed.
+    pub(crate) echoed: u64,
 }
 
 impl Handler {
@@ -96,6 +99,8 @@ pub(crate) struct Leader {
     pub(crate) closed: BTreeMap<PeerId, u64>,
     /// When to PING the learners next.
     pub(crate) next_ping: u64,
+    /// Reads waiting for a quorum to confirm this leader (see [`ReadIndex`]).
+    pub(crate) reads: ReadIndex,
 }
 
 /// Sends on a learner's session; only once the epoch is chosen does the leader send anything.
@@ -122,6 +127,7 @@ impl Leader {
             learners: BTreeMap::new(),
             closed: BTreeMap::new(),
             next_ping: core.now,
+            reads: ReadIndex::default(),
         };
         let next = leader.check_epoch_quorum(core);
         (leader, next)
@@ -165,7 +171,11 @@ impl Leader {
                 self.on_ack(core, from, zxid);
                 Next::Stay
             }
-            Packet::Ping => Next::Stay,
+            Packet::Ping { round } => {
+                h.echoed = h.echoed.max(round);
+                self.check_reads(core);
+                Next::Stay
+            }
             other => {
                 core.anomaly(format!("learner {from} sent {other:?}"));
                 self.drop_learner(from);
@@ -228,6 +238,7 @@ impl Leader {
             last_heard: core.now,
             synced_to: Zxid::ZERO,
             matched: Zxid::ZERO,
+            echoed: 0,
         };
         if let (Some(epoch), None) = (self.epoch, self.epoch_op) {
             send(core, from, epoch, &mut h, Packet::LeaderInfo { epoch });
@@ -552,6 +563,59 @@ impl Leader {
         Ok(zxid)
     }
 
+    /// PINGs every learner whose session has an epoch, with the current read round.
+    fn ping(&mut self, core: &mut Core, epoch: u32) {
+        let round = self.reads.round();
+        for (p, h) in self.learners.iter_mut() {
+            if h.state >= HandlerState::LeaderInfoSent {
+                send(core, *p, epoch, h, Packet::Ping { round });
+            }
+        }
+    }
+
+    /// Read `id` waits for a quorum to confirm this leader; [`Action::ReadConfirmed`] names it
+    /// once one has (at once when this server alone is a quorum).
+    pub(crate) fn confirm_leadership(
+        &mut self,
+        core: &mut Core,
+        id: u64,
+    ) -> Result<(), ProposeError> {
+        let Some(epoch) = self.epoch.filter(|_| self.established) else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        if self.reads.add(id) {
+            self.ping(core, epoch);
+        }
+        self.check_reads(core);
+        Ok(())
+    }
+
+    /// Confirms the round in flight once a quorum of voters (this server included) echoed it,
+    /// and the next one too if it is already echoed (only when this server alone is a quorum).
+    fn check_reads(&mut self, core: &mut Core) {
+        let Some(epoch) = self.epoch.filter(|_| self.established) else {
+            return;
+        };
+        while self.reads.in_flight() {
+            let round = self.reads.round();
+            let mut echoed: Vec<PeerId> = vec![core.id()];
+            echoed.extend(
+                self.learners
+                    .iter()
+                    .filter(|(_, h)| !h.observer && h.echoed >= round)
+                    .map(|(p, _)| *p),
+            );
+            if !core.cfg.is_quorum(&echoed) {
+                return;
+            }
+            let (ids, again) = self.reads.confirm();
+            core.out.push(Action::ReadConfirmed { ids });
+            if again {
+                self.ping(core, epoch);
+            }
+        }
+    }
+
     pub(crate) fn on_tick(&mut self, core: &mut Core) -> Next {
         if self.exhausted {
             return Next::Looking("the zxid counter is exhausted; a new epoch is needed".into());
@@ -559,11 +623,7 @@ impl Leader {
         let now = core.now;
         if let Some(epoch) = self.epoch.filter(|_| now >= self.next_ping) {
             self.next_ping = now + u64::from(core.cfg.heartbeat_ticks);
-            for (p, h) in self.learners.iter_mut() {
-                if h.state >= HandlerState::LeaderInfoSent {
-                    send(core, *p, epoch, h, Packet::Ping);
-                }
-            }
+            self.ping(core, epoch);
         }
         let (sync_limit, init_limit) = (
             u64::from(core.cfg.sync_limit_ticks),

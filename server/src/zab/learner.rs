@@ -190,8 +190,9 @@ impl Learner {
                 Next::Stay
             }
             Packet::Inform(entry) => self.on_inform(core, entry),
-            Packet::Ping => {
-                self.send(core, Packet::Ping);
+            Packet::Ping { round } => {
+                // Echoing the round is what lets the leader confirm a read (read index).
+                self.send(core, Packet::Ping { round });
                 Next::Stay
             }
             other => Self::anomaly(core, format!("leader sent {other:?}")),

@@ -151,8 +151,12 @@ pub enum Packet {
     UpToDate,
     /// Leader → observer: a committed proposal (proposal and commit in one).
     Inform(Entry),
-    /// Heartbeat, both ways.
-    Ping,
+    /// Heartbeat, both ways. The leader's carries its latest leadership-confirmation round
+    /// ([`super::Node::confirm_leadership`]); a learner answers each with a PING echoing it.
+    Ping {
+        /// The round.
+        round: u64,
+    },
 }
 
 /// A message between two servers.

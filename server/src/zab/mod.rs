@@ -44,6 +44,7 @@ mod learner;
 mod log;
 pub mod message;
 pub mod node;
+mod read_index;
 mod rng;
 mod sync;
 pub mod wire;

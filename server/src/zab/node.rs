@@ -157,6 +157,14 @@ pub enum Action {
     },
     /// The server's role changed.
     Role(RoleChange),
+    /// The reads [`Node::confirm_leadership`] was asked for with these ids are confirmed: a
+    /// quorum recognized this leader after each of them was asked, so every write acknowledged
+    /// before they were asked is in this leader's commit point as it stood then. A read not
+    /// confirmed when the role changes never is.
+    ReadConfirmed {
+        /// The reads, in the order they were asked.
+        ids: Vec<u64>,
+    },
 }
 
 /// A summary of a server's state, for status commands and tests.
@@ -484,6 +492,25 @@ impl Node {
             Role::Leading(l) => {
                 let zxid = l.propose(&mut self.core, payload)?;
                 Ok((zxid, std::mem::take(&mut self.core.out)))
+            }
+            _ => Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            }),
+        }
+    }
+
+    /// Read index: asks the established leader to confirm with a quorum round that it still
+    /// leads, for read `id` (chosen by the caller). An [`Action::ReadConfirmed`] naming `id`
+    /// comes from this step or a later one; the caller answers the read from its commit point as
+    /// it was when it asked. Reads asked while a round is in flight share the next round.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`]: not the established leader. Nothing was asked.
+    pub fn confirm_leadership(&mut self, id: u64) -> Result<Vec<Action>, ProposeError> {
+        match &mut self.role {
+            Role::Leading(l) => {
+                l.confirm_leadership(&mut self.core, id)?;
+                Ok(std::mem::take(&mut self.core.out))
             }
             _ => Err(ProposeError::NotLeader {
                 leader: self.leader(),

@@ -75,6 +75,8 @@ struct Harness {
     installed: BTreeMap<PeerId, usize>,
     /// Messages to lose once each: the first one to the given server that matches.
     lose: Vec<(PeerId, MessageFilter)>,
+    /// Reads confirmed (read index), per server, in order.
+    confirmed: BTreeMap<PeerId, Vec<u64>>,
 }
 
 impl Harness {
@@ -102,6 +104,7 @@ impl Harness {
             snapshots_sent: 0,
             installed: BTreeMap::new(),
             lose: Vec::new(),
+            confirmed: BTreeMap::new(),
         };
         for (i, id) in voters.iter().chain(observers).enumerate() {
             let mut cfg = Config::new(*id, vs.clone(), os.clone());
@@ -178,6 +181,9 @@ impl Harness {
                     applied.extend(entries);
                 }
                 Action::Role(r) => self.roles.entry(id).or_default().push(r),
+                Action::ReadConfirmed { ids } => {
+                    self.confirmed.entry(id).or_default().extend(ids);
+                }
             }
         }
     }
@@ -277,6 +283,18 @@ impl Harness {
         let (zxid, actions) = node.propose(Bytes::from(payload.to_owned())).unwrap();
         self.after(leader, &actions);
         zxid
+    }
+
+    /// Asks `leader` to confirm read `id` (read index).
+    fn confirm(&mut self, leader: PeerId, id: u64) -> Result<(), ProposeError> {
+        let node = self.nodes.get_mut(&leader).unwrap();
+        let actions = node.confirm_leadership(id)?;
+        self.after(leader, &actions);
+        Ok(())
+    }
+
+    fn confirmed(&self, id: PeerId) -> &[u64] {
+        self.confirmed.get(&id).map_or(&[], Vec::as_slice)
     }
 
     fn applied_zxids(&self, id: PeerId) -> Vec<Zxid> {
@@ -885,7 +903,7 @@ fn a_stale_followerinfo_cannot_revive_an_ended_session() {
     l.packet(2, (22, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 });
     l.persist();
     // Packet 3 before packet 2: the session is broken and dropped.
-    l.packet(2, (22, 1, 3), Packet::Ping);
+    l.packet(2, (22, 1, 3), Packet::Ping { round: 0 });
     // A late copy of its FOLLOWERINFO does not bring it back; a new session does.
     let out = l
         .packet(2, (22, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 })
@@ -1075,4 +1093,73 @@ fn a_learner_that_settled_on_a_follower_is_told_and_joins_the_leader() {
         .packet(1, (11, 0, 1), Packet::FollowerInfo { accepted_epoch: 0 })
         .to_vec();
     assert!(notifications_to(&out, 1).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_single_voter_confirms_a_read_at_once() {
+    let mut h = Harness::new(&[1], &[], &[]);
+    h.elect();
+    h.confirm(1, 7).unwrap();
+    assert_eq!(h.confirmed(1), [7]);
+}
+
+#[test]
+fn a_read_is_confirmed_only_after_a_quorum_echoes_a_round_started_after_it() {
+    let mut h = Harness::new(&[1, 2, 3], &[4], &[]);
+    let leader = h.elect();
+    let followers: Vec<PeerId> = [1, 2, 3].into_iter().filter(|&p| p != leader).collect();
+    // One follower cut off: the leader and the other follower are a quorum.
+    h.isolated.insert(followers[1]);
+    h.confirm(leader, 1).unwrap();
+    assert!(h.confirmed(leader).is_empty(), "confirmed before any echo");
+    // Reads asked while the round is in flight wait for the next one: no new PINGs yet.
+    h.confirm(leader, 2).unwrap();
+    h.confirm(leader, 3).unwrap();
+    let pings = h
+        .net
+        .iter()
+        .filter(|(from, _, m)| {
+            *from == leader
+                && matches!(
+                    m,
+                    Message::Peer {
+                        packet: Packet::Ping { round: 1 },
+                        ..
+                    }
+                )
+        })
+        .count();
+    assert_eq!(pings, 3, "one round in flight: one PING per learner");
+    h.settle();
+    assert_eq!(h.confirmed(leader), [1, 2, 3]);
+    // An observer's echo never counts: with both followers cut off, nothing is confirmed.
+    h.isolated.insert(followers[0]);
+    h.confirm(leader, 4).unwrap();
+    h.settle();
+    assert_eq!(h.confirmed(leader), [1, 2, 3]);
+}
+
+#[test]
+fn a_deposed_leader_never_confirms_a_read() {
+    let mut h = Harness::new(&[1, 2, 3], &[], &[]);
+    let old = h.elect();
+    h.isolated.insert(old);
+    // Asked while it still believes it leads (within syncLimit of losing its followers).
+    h.confirm(old, 1).unwrap();
+    h.tick(8);
+    let new = h.leader().expect("the others elect");
+    assert_ne!(new, old);
+    assert!(
+        h.confirmed(old).is_empty(),
+        "a deposed leader confirmed a read"
+    );
+    assert_eq!(h.nodes[&old].status().state, ServerState::Looking);
+    assert!(matches!(
+        h.nodes.get_mut(&old).unwrap().confirm_leadership(2),
+        Err(ProposeError::NotLeader { .. })
+    ));
+    // The new leader confirms.
+    h.confirm(new, 3).unwrap();
+    h.settle();
+    assert_eq!(h.confirmed(new), [3]);
 }

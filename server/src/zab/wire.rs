@@ -8,7 +8,7 @@
 //!                | election_epoch:u64
 //! peer packet    type:u8 (ZooKeeper's packet type) | session:u64 | epoch:u32 | seq:u64 | body:
 //!   PROPOSAL 2   zxid:u64 payload:bytes         ACK 3         zxid:u64
-//!   COMMIT 4     zxid:u64                       PING 5        (empty)
+//!   COMMIT 4     zxid:u64                       PING 5        round:u64
 //!   INFORM 8     zxid:u64 payload:bytes         NEWLEADER 10  epoch:u32
 //!   FOLLOWERINFO 11  accepted_epoch:u32         UPTODATE 12   (empty)
 //!   DIFF 13      after:u64                      TRUNC 14      after:u64
@@ -127,7 +127,8 @@ fn encode_packet(packet: &Packet, out: &mut Vec<u8>) {
             put_u64(out, e.zxid.raw());
             put_bytes(out, &e.payload);
         }
-        Packet::UpToDate | Packet::Ping => {}
+        Packet::Ping { round } => put_u64(out, *round),
+        Packet::UpToDate => {}
     }
 }
 
@@ -146,7 +147,7 @@ fn packet_type(packet: &Packet) -> u8 {
         Packet::Ack { .. } => T_ACK,
         Packet::UpToDate => T_UPTODATE,
         Packet::Inform(_) => T_INFORM,
-        Packet::Ping => T_PING,
+        Packet::Ping { .. } => T_PING,
     }
 }
 
@@ -290,7 +291,7 @@ fn decode_packet(kind: u8, r: &mut Cursor<'_>) -> Result<Packet, DecodeError> {
             }
         }
         T_UPTODATE => Packet::UpToDate,
-        T_PING => Packet::Ping,
+        T_PING => Packet::Ping { round: r.u64()? },
         other => return Err(DecodeError::UnknownType(other)),
     })
 }
@@ -404,7 +405,9 @@ mod tests {
             },
             Packet::UpToDate,
             Packet::Inform(entry(4, 3, b"set /a")),
-            Packet::Ping,
+            Packet::Ping {
+                round: 0x0a0b_0c0d_0e0f_1011,
+            },
         ];
         let mut msgs: Vec<Message> = packets
             .into_iter()
@@ -458,7 +461,7 @@ mod tests {
                     | Packet::Ack { .. }
                     | Packet::UpToDate
                     | Packet::Inform(_)
-                    | Packet::Ping => {}
+                    | Packet::Ping { .. } => {}
                 }
             }
         }

@@ -50,6 +50,9 @@ pub(crate) struct Stats {
     pub(crate) epochs: u64,
     pub(crate) committed: u64,
     pub(crate) acked: u64,
+    /// Reads a leader confirmed with a quorum round (read index), each checked to see every
+    /// write acknowledged before it was asked.
+    pub(crate) reads_confirmed: u64,
     pub(crate) snapshots: u64,
     pub(crate) truncations: u64,
     pub(crate) liveness_ticks_max: u64,
@@ -69,6 +72,7 @@ impl Stats {
         self.epochs += o.epochs;
         self.committed += o.committed;
         self.acked += o.acked;
+        self.reads_confirmed += o.reads_confirmed;
         self.snapshots += o.snapshots;
         self.truncations += o.truncations;
         self.liveness_ticks_max = self.liveness_ticks_max.max(o.liveness_ticks_max);
@@ -165,6 +169,10 @@ pub(crate) struct Sim {
     history: CommonHistory,
     order: ClientOrder,
     acked: Acknowledged,
+    /// Reads asked of a server that believed it led, until confirmed: (server, incarnation,
+    /// read id) → (its commit point when asked, the newest write acknowledged by then).
+    reads: BTreeMap<(PeerId, u64, u64), (Zxid, Zxid)>,
+    last_read: u64,
     stats: Stats,
     trace: VecDeque<String>,
     phase: Phase,
@@ -262,6 +270,8 @@ impl Sim {
             history: CommonHistory::default(),
             order: ClientOrder::default(),
             acked: Acknowledged::default(),
+            reads: BTreeMap::new(),
+            last_read: 0,
             stats: Stats::default(),
             trace: VecDeque::new(),
             phase: Phase::Faults,
@@ -530,6 +540,21 @@ impl Sim {
                 }
             }
             Action::Commit { entries } => self.commit(id, entries)?,
+            Action::ReadConfirmed { ids } => {
+                let inc = self.slots[&id].incarnation;
+                for rid in ids {
+                    let Some((point, acked)) = self.reads.remove(&(id, inc, rid)) else {
+                        return Err(format!("server {id} confirmed read {rid}, never asked"));
+                    };
+                    if point < acked {
+                        return Err(format!(
+                            "server {id} confirmed read {rid} at commit point {point}, but \
+                             {acked} was acknowledged before it was asked: a stale read"
+                        ));
+                    }
+                    self.stats.reads_confirmed += 1;
+                }
+            }
             Action::Role(r) => {
                 self.note(format!("{id} {r:?}"));
                 match r {
@@ -623,6 +648,9 @@ impl Sim {
                 None => return Ok(()),
             }
         }
+        if self.rng.gen_bool(0.25) {
+            return self.read();
+        }
         let (leader, inc) = self.clients[c].attached.unwrap();
         if self.clients[c].inflight >= MAX_INFLIGHT {
             return Ok(());
@@ -651,6 +679,41 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// A linearizable read asked of any server that believes it leads, deposed or not: its
+    /// confirmation must come only if its commit point holds every acknowledged write.
+    fn read(&mut self) -> Result<(), String> {
+        let believers: Vec<PeerId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.host.as_ref().is_some_and(|h| h.leading.is_some()))
+            .map(|(id, _)| *id)
+            .collect();
+        if believers.is_empty() {
+            return Ok(());
+        }
+        let id = believers[self.rng.gen_range(0..believers.len())];
+        self.last_read += 1;
+        let rid = self.last_read;
+        let inc = self.slots[&id].incarnation;
+        let point = self.host(id).applied.last().map_or(Zxid::ZERO, |e| e.zxid);
+        let acked = self
+            .acked
+            .acked
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(Zxid::ZERO);
+        match self.host(id).node.confirm_leadership(rid) {
+            Ok(actions) => {
+                self.reads.insert((id, inc, rid), (point, acked));
+                self.stats.steps += 1;
+                self.after_step(id, actions)
+            }
+            // Not established after all.
+            Err(_) => Ok(()),
+        }
     }
 
     fn up(&self) -> Vec<PeerId> {
