@@ -229,6 +229,14 @@ impl Sim {
         } else {
             Config::new(1, voters.clone(), observers.clone()).max_zxid_counter
         };
+        // A long syncLimit on some seeds: a cut-off leader then believes it leads well after its
+        // followers (told by a reset connection) elected another, the window a read must not
+        // be answered stale in.
+        let sync_limit = if rng.gen_bool(0.3) {
+            rng.gen_range(10..=30)
+        } else {
+            Config::new(1, voters.clone(), observers.clone()).sync_limit_ticks
+        };
         let ids: Vec<PeerId> = voters.iter().chain(&observers).copied().collect();
         let mut slots = BTreeMap::new();
         for &id in &ids {
@@ -236,6 +244,8 @@ impl Sim {
             cfg.committed_log_window = window;
             cfg.max_zxid_counter = counter_limit;
             cfg.max_outstanding_proposals = 32;
+            cfg.sync_limit_ticks = sync_limit;
+            cfg.init_limit_ticks = cfg.init_limit_ticks.max(sync_limit);
             cfg.election_resend_max_ticks = 8;
             slots.insert(
                 id,
@@ -622,11 +632,24 @@ impl Sim {
                 return Ok(());
             }
         }
-        // Still attached to a leader that leads?
+        // The leader of the newest epoch, as a client that reconnects finds it.
+        let newest = self
+            .slots
+            .iter()
+            .filter_map(|(id, s)| {
+                let epoch = s.host.as_ref()?.leading?;
+                Some((epoch, *id, s.incarnation))
+            })
+            .max()
+            .map(|(_, id, inc)| (id, inc));
+        // Still attached to that leader? A client of a deposed leader that still believes it
+        // leads moves on too (its connection was reset), so writes are acknowledged by the new
+        // leader while the old one may still be asked to read.
         if let Some((leader, inc)) = self.clients[c].attached {
             let slot = &self.slots[&leader];
-            let ok =
-                slot.incarnation == inc && slot.host.as_ref().is_some_and(|h| h.leading.is_some());
+            let ok = slot.incarnation == inc
+                && slot.host.as_ref().is_some_and(|h| h.leading.is_some())
+                && newest == Some((leader, inc));
             if !ok {
                 // The outcome of its outstanding writes is unknown; they are not retried.
                 self.clients[c].attached = None;
@@ -635,16 +658,8 @@ impl Sim {
             }
         }
         if self.clients[c].attached.is_none() {
-            let leader = self
-                .slots
-                .iter()
-                .filter_map(|(id, s)| {
-                    let epoch = s.host.as_ref()?.leading?;
-                    Some((epoch, *id, s.incarnation))
-                })
-                .max();
-            match leader {
-                Some((_, id, inc)) => self.clients[c].attached = Some((id, inc)),
+            match newest {
+                Some((id, inc)) => self.clients[c].attached = Some((id, inc)),
                 None => return Ok(()),
             }
         }
@@ -684,16 +699,22 @@ impl Sim {
     /// A linearizable read asked of any server that believes it leads, deposed or not: its
     /// confirmation must come only if its commit point holds every acknowledged write.
     fn read(&mut self) -> Result<(), String> {
-        let believers: Vec<PeerId> = self
+        // (epoch, server) of each server that believes it leads, oldest epoch first: when a
+        // deposed leader and its successor coexist, the deposed one is asked half the time.
+        let mut believers: Vec<(u32, PeerId)> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.host.as_ref().is_some_and(|h| h.leading.is_some()))
-            .map(|(id, _)| *id)
+            .filter_map(|(id, s)| Some((s.host.as_ref()?.leading?, *id)))
             .collect();
-        if believers.is_empty() {
+        believers.sort_unstable();
+        let Some(&(_, oldest)) = believers.first() else {
             return Ok(());
-        }
-        let id = believers[self.rng.gen_range(0..believers.len())];
+        };
+        let id = if self.rng.gen_bool(0.5) {
+            oldest
+        } else {
+            believers[self.rng.gen_range(0..believers.len())].1
+        };
         self.last_read += 1;
         let rid = self.last_read;
         let inc = self.slots[&id].incarnation;
@@ -787,10 +808,19 @@ impl Sim {
                     .find(|(_, s)| s.host.as_ref().is_some_and(|h| h.leading.is_some()))
                     .map(|(id, _)| *id);
                 if let Some(l) = leader {
+                    // Half the time the cut closes the connections (a firewall that resets them),
+                    // so the followers elect at once while the leader, which only counts
+                    // silence, still believes it leads for syncLimit: the window in which a
+                    // deposed leader could answer a read stale.
+                    let reset = self.rng.gen_bool(0.5);
                     for &o in &ids {
                         if o != l {
                             self.net.cut(l, o, true);
                             self.net.cut(o, l, true);
+                            if reset {
+                                let at = self.now + self.rng.gen_range(1..=TICK);
+                                self.schedule(at, Event::Lost { to: o, peer: l });
+                            }
                         }
                     }
                     self.stats.partitions += 1;
