@@ -1,10 +1,14 @@
 //! Recovery on start: load the newest valid snapshot, then replay the log after it.
 //!
-//! - A torn final record (short, or followed only by zeros) in the last segment is truncated with
-//!   a warning: it was never acknowledged, because acknowledgement waits for the sync that would
-//!   have completed it.
-//! - Everything else is an error that names the file and the offset: a bad checksum followed by
-//!   valid records, a gap in zxids, a missing segment, or snapshots that are all unreadable.
+//! - A torn last batch in the last segment is truncated with a warning, from the start of that
+//!   batch: it was never acknowledged, because acknowledgement waits for the sync that would have
+//!   completed it. A batch is torn when it has no seal, or when it is damaged and no later write
+//!   follows it, even if some of its later records survived intact: a disk may persist an
+//!   unsynced write's sectors in any order ([`txn_log`] explains the batch seals). In a version 1
+//!   segment (no seals), a torn final record (short, or followed only by zeros) is truncated.
+//! - Everything else is an error that names the file and the offset: damage in a batch that a
+//!   later batch follows (it had been made durable), a bad checksum followed by valid records in a
+//!   version 1 segment, a gap in zxids, a missing segment, or snapshots that are all unreadable.
 //!   Recovery never silently shortens history.
 
 use std::collections::BTreeMap;
@@ -203,8 +207,8 @@ pub struct LogReplay {
 ///
 /// The records after `after_zxid` must form one history without holes ([`txn_log::zxid_follows`]):
 /// the first must follow `after_zxid`, and each the one before. A torn tail of the last segment
-/// is truncated in place when `repair` is set (and reported either way); an empty last segment is
-/// removed. Everything else is an error naming the file and offset. The standalone server's
+/// (its last batch, see [`txn_log::scan`]) is truncated in place when `repair` is set (and
+/// reported either way); an empty last segment is removed. Everything else is an error naming the file and offset. The standalone server's
 /// recovery replays transactions through this; a ZAB node reads its log of opaque proposals with
 /// it.
 pub fn replay_log(
@@ -283,7 +287,10 @@ pub fn replay_log(
             replayed = Some((replayed.map_or(rec.zxid, |r| r.0), rec.zxid));
         }
         let seg_last = scan.records.last().map_or(first - 1, |r| r.zxid);
-        tail = (is_last && seg_last == last_zxid).then(|| Tail {
+        // Appending continues only in a segment of the current format: seals must not be mixed
+        // into a version 1 segment. After an older one, the next record starts a new segment.
+        let current_format = scan.version == txn_log::VERSION;
+        tail = (is_last && seg_last == last_zxid && current_format).then(|| Tail {
             path: path.clone(),
             end: scan.end,
             allocated: bytes.len() as u64,
@@ -436,7 +443,9 @@ mod tests {
             .unwrap();
         b.corrupt(&seg(1), last.offset + RECORD_HEADER_LEN + 1, &[0xee]);
         let r = recover_mem(&b).unwrap();
-        assert_eq!(r.last_zxid, 29);
+        // The whole last batch (29 and 30, synced together) goes: a damaged last batch is cut
+        // from its start, whatever part of it is damaged.
+        assert_eq!(r.last_zxid, 28);
         assert_eq!(r.warnings.len(), 1);
     }
 
@@ -690,5 +699,308 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// One transaction payload that `recover` can replay: creates `/n<zxid>`.
+    fn txn_payload(z: i64) -> Vec<u8> {
+        let mut p = Vec::new();
+        let hdr = TxnHeader {
+            session_id: 1,
+            cxid: 1,
+            zxid: z,
+            time_ms: 9,
+        };
+        encode_txn(&hdr, &create(z), &mut p);
+        p
+    }
+
+    /// Writes zxids from `first` on, one sync (one sealed batch) per entry of `sizes`; returns the
+    /// last zxid.
+    fn write_batches(log: &mut TxnLog, first: i64, sizes: &[i64]) -> i64 {
+        let mut z = first - 1;
+        for &n in sizes {
+            for _ in 0..n {
+                z += 1;
+                log.append(z, &txn_payload(z)).unwrap();
+            }
+            log.sync().unwrap();
+        }
+        z
+    }
+
+    /// The byte ranges of the sealed batches of segment `first`.
+    fn batch_ranges(b: &MemBackend, first: i64) -> Vec<(usize, usize)> {
+        let bytes = b.read(&seg(first)).unwrap();
+        let scan = txn_log::scan(&seg(first), &bytes, first).unwrap();
+        let mut start = txn_log::HEADER_LEN as usize;
+        scan.seals
+            .iter()
+            .map(|s| {
+                let range = (start, s.end());
+                start = s.end();
+                range
+            })
+            .collect()
+    }
+
+    /// The first record of the batch starting at `start`: (offset, end).
+    fn first_record_in(b: &MemBackend, start: usize) -> (usize, usize) {
+        let bytes = b.read(&seg(1)).unwrap();
+        let scan = txn_log::scan(&seg(1), &bytes, 1).unwrap();
+        let rec = scan.records.iter().find(|r| r.offset == start).unwrap();
+        (rec.offset, rec.end())
+    }
+
+    /// Ways the first record of an unsynced write may be left when later sectors reached the disk
+    /// before it: never written (the preallocated zeros), or garbage.
+    fn damage_first_record(b: &MemBackend, range: (usize, usize), zeros: bool) {
+        let fill = if zeros { 0 } else { 0x5a };
+        b.corrupt(&seg(1), range.0, &vec![fill; range.1 - range.0]);
+    }
+
+    /// Reliability defect 3: the last group-commit batch, written with one write and never
+    /// synced, reached the disk out of order: its first record is lost, its later records (and
+    /// seal) are intact. That is a torn write, not mid-history damage: recovery cuts the log back
+    /// to the previous batch and starts. Before, the intact later records made it a loud error and
+    /// the member refused to start.
+    #[test]
+    fn an_out_of_order_tear_of_the_last_batch_is_cut_back_to_the_previous_batch() {
+        for zeros in [true, false] {
+            let b = MemBackend::new();
+            let mut log = open_log(&b, 0);
+            assert_eq!(write_batches(&mut log, 1, &[4, 4, 5]), 13);
+            let batches = batch_ranges(&b, 1);
+            assert_eq!(batches.len(), 3);
+            damage_first_record(&b, first_record_in(&b, batches[2].0), zeros);
+            let r = recover_mem(&b).unwrap();
+            assert_eq!(r.last_zxid, 8, "zeros {zeros}");
+            assert!(r.tree.get("/n8").is_some());
+            // Valid-looking records of the torn batch after the damage went with it.
+            assert!((9..=13).all(|i| r.tree.get(&format!("/n{i}")).is_none()));
+            assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+            assert!(
+                r.warnings[0].contains(&format!("at offset {}", batches[2].0)),
+                "{:?}",
+                r.warnings
+            );
+            let tail = r.tail.unwrap();
+            assert_eq!(tail.end, batches[2].0 as u64);
+            // Recovery left a clean log, and appending continues where the torn batch started.
+            let again = recover_mem(&b).unwrap();
+            assert_eq!((again.last_zxid, again.warnings.len()), (8, 0));
+            let mut log =
+                TxnLog::open(Arc::new(b.clone()), Path::new(DIR), 16384, 8, again.tail).unwrap();
+            write_batches(&mut log, 9, &[2]);
+            let r = recover_mem(&b).unwrap();
+            assert_eq!((r.last_zxid, r.warnings.len()), (10, 0));
+        }
+    }
+
+    /// The same damage in a batch that a later batch follows is corruption: the later batch was
+    /// written only after the damaged one was durable (and maybe acknowledged).
+    #[test]
+    fn the_same_damage_in_an_earlier_batch_is_corruption() {
+        for zeros in [true, false] {
+            let b = MemBackend::new();
+            write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+            let batches = batch_ranges(&b, 1);
+            let first = first_record_in(&b, batches[1].0);
+            damage_first_record(&b, first, zeros);
+            let err = recover_mem(&b).unwrap_err().to_string();
+            assert!(
+                err.contains("mid-history")
+                    && err.contains("batch seal")
+                    && err.contains(&format!("offset {}", first.0)),
+                "{err}"
+            );
+        }
+        // Also when the later batch is itself torn before its seal: the damaged batch's own seal
+        // is intact, and a valid record after it can only come from a later write.
+        let b = MemBackend::new();
+        write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+        let batches = batch_ranges(&b, 1);
+        let first = first_record_in(&b, batches[1].0);
+        damage_first_record(&b, first, false);
+        b.corrupt(
+            &seg(1),
+            batches[2].1 - txn_log::SEAL_LEN,
+            &[0; txn_log::SEAL_LEN],
+        );
+        let err = recover_mem(&b).unwrap_err().to_string();
+        assert!(
+            err.contains("mid-history") && err.contains("a valid record (zxid 0x9) follows"),
+            "{err}"
+        );
+    }
+
+    /// A last batch whose records all arrived but whose seal did not was never completely written,
+    /// so never acknowledged: it is cut, as a whole.
+    #[test]
+    fn a_last_batch_without_its_seal_is_cut() {
+        for fill in [0u8, 0x77] {
+            let b = MemBackend::new();
+            write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+            let batches = batch_ranges(&b, 1);
+            b.corrupt(
+                &seg(1),
+                batches[2].1 - txn_log::SEAL_LEN,
+                &[fill; txn_log::SEAL_LEN],
+            );
+            let r = recover_mem(&b).unwrap();
+            assert_eq!(r.last_zxid, 8, "fill {fill}");
+            assert_eq!(r.warnings.len(), 1);
+            if fill == 0 {
+                assert!(r.warnings[0].contains("has no seal"), "{:?}", r.warnings);
+            }
+            assert_eq!(recover_mem(&b).unwrap().warnings.len(), 0);
+        }
+    }
+
+    /// Segments written before batch seals (format version 1) are still read with their rules,
+    /// and appending after them starts a new segment of the current format.
+    #[test]
+    fn a_version_1_segment_recovers_and_appending_moves_to_a_new_segment() {
+        let b = MemBackend::new();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(txn_log::MAGIC);
+        bytes.extend_from_slice(&txn_log::UNSEALED_VERSION.to_be_bytes());
+        bytes.extend_from_slice(&1i64.to_be_bytes());
+        let mut offsets = Vec::new();
+        for z in 1..=6 {
+            offsets.push(bytes.len());
+            txn_log::encode_record(z, &txn_payload(z), &mut bytes);
+        }
+        bytes.resize(bytes.len() + 4096, 0);
+        let mut f = b.create(&seg(1)).unwrap();
+        f.write_at(0, &bytes).unwrap();
+        f.sync_data().unwrap();
+        b.sync_dir(Path::new(DIR)).unwrap();
+        // Version 1 rule: a flip in the last record is a torn tail cut at that record.
+        b.corrupt(&seg(1), offsets[5] + RECORD_HEADER_LEN + 3, &[0xee]);
+        let r = recover_mem(&b).unwrap();
+        assert_eq!((r.last_zxid, r.warnings.len()), (5, 1));
+        assert!(
+            r.tail.is_none(),
+            "no seals may be added to a version 1 segment"
+        );
+        let mut log = TxnLog::open(Arc::new(b.clone()), Path::new(DIR), 16384, 5, r.tail).unwrap();
+        write_batches(&mut log, 6, &[2, 3]);
+        let r = recover_mem(&b).unwrap();
+        assert_eq!((r.last_zxid, r.replayed), (10, Some((1, 10))));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let new = b.read(&seg(6)).unwrap();
+        assert_eq!(&new[4..8], &txn_log::VERSION.to_be_bytes());
+        assert_eq!(txn_log::scan(&seg(6), &new, 6).unwrap().seals.len(), 2);
+    }
+
+    /// Random batches; then the last one, written but never synced, reaches the disk as a random
+    /// subset of its sectors (persisted in any order), the others left as they were before the
+    /// write (zeros) or garbage. Recovery must always give exactly the batches before it, and
+    /// leave a log that recovers cleanly and takes appends. Damage to an earlier batch instead is
+    /// always an error.
+    #[test]
+    fn random_out_of_order_tears_of_the_last_batch_recover_exactly_the_sealed_prefix() {
+        use super::super::mem::SECTOR;
+        use rand::rngs::StdRng;
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(3);
+        let replay = |b: &MemBackend| {
+            let mut got = Vec::new();
+            replay_log(b, Path::new(DIR), 0, true, |_, rec, payload| {
+                got.push((rec.zxid, payload.to_vec()));
+                Ok(())
+            })
+            .map(|r| (got, r))
+        };
+        let mut torn_rounds = 0;
+        for round in 0..300 {
+            let b = MemBackend::new();
+            let mut log = open_log(&b, 0);
+            let mut written: Vec<(i64, Vec<u8>)> = Vec::new();
+            let mut sealed_counts = Vec::new();
+            for _ in 0..rng.gen_range(1..=6) {
+                for _ in 0..rng.gen_range(1..=12) {
+                    let z = written.len() as i64 + 1;
+                    // Non-zero bytes, so that a sector left unwritten always differs.
+                    let p: Vec<u8> = (0..rng.gen_range(1..1500))
+                        .map(|_| rng.gen_range(1..=255))
+                        .collect();
+                    log.append(z, &p).unwrap();
+                    written.push((z, p));
+                }
+                log.sync().unwrap();
+                sealed_counts.push(written.len());
+            }
+            let batches = batch_ranges(&b, 1);
+            let original = b.read(&seg(1)).unwrap();
+            let damage_earlier = batches.len() > 1 && round % 5 == 0;
+            let (start, end) = if damage_earlier {
+                batches[rng.gen_range(0..batches.len() - 1)]
+            } else {
+                batches[batches.len() - 1]
+            };
+            // The sectors the batch touches, persisted in a random order up to a random point.
+            let mut sectors: Vec<usize> = (start / SECTOR..=(end - 1) / SECTOR).collect();
+            sectors.shuffle(&mut rng);
+            let persisted = rng.gen_range(0..sectors.len());
+            for &s in &sectors[persisted..] {
+                let from = (s * SECTOR).max(start);
+                let to = ((s + 1) * SECTOR).min(end);
+                let fill: Vec<u8> = if rng.gen() {
+                    vec![0; to - from]
+                } else {
+                    original[from..to]
+                        .iter()
+                        .map(|&x| x ^ rng.gen_range(1..=255u8))
+                        .collect()
+                };
+                b.corrupt(&seg(1), from, &fill);
+            }
+            if damage_earlier {
+                assert!(
+                    replay(&b).is_err(),
+                    "round {round}: damage in a durable batch"
+                );
+                continue;
+            }
+            let now = b.read(&seg(1)).unwrap();
+            let changed = now[start..end] != original[start..end];
+            // A batch of which no sector arrived looks as if it had never been written: no warning.
+            let warned = changed && now[start..end].iter().any(|&x| x != 0);
+            let expect = if changed {
+                torn_rounds += 1;
+                sealed_counts
+                    .len()
+                    .checked_sub(2)
+                    .map_or(0, |i| sealed_counts[i])
+            } else {
+                written.len()
+            };
+            let (got, r) = replay(&b).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(got, written[..expect], "round {round}");
+            assert_eq!(r.warnings.len(), usize::from(warned), "round {round}");
+            // A clean log now, which takes appends where the sealed prefix ends.
+            let (again, r) = replay(&b).unwrap();
+            assert_eq!(
+                (again.len(), r.warnings.len()),
+                (expect, 0),
+                "round {round}"
+            );
+            let mut log = TxnLog::open(
+                Arc::new(b.clone()),
+                Path::new(DIR),
+                16384,
+                r.last_zxid,
+                r.tail,
+            )
+            .unwrap();
+            let next = expect as i64 + 1;
+            log.append(next, b"after").unwrap();
+            log.sync().unwrap();
+            let (after, _) = replay(&b).unwrap();
+            assert_eq!(after.len(), expect + 1, "round {round}");
+        }
+        assert!(torn_rounds > 200, "{torn_rounds}");
     }
 }

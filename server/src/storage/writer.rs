@@ -4,6 +4,11 @@
 //! them with one write and makes them durable with one `fdatasync`, then reports the last durable
 //! zxid. Many concurrent writes therefore share one sync. After a failure it reports the error
 //! once and stops: nothing after a failed sync is ever reported durable.
+//!
+//! Appends only buffer records; the batch (with its seal) is written by [`TxnLog::sync`], which
+//! returns only once it is durable, and this one thread is the only caller. So a batch is never
+//! written before the previous one is durable, which is what lets recovery tell a torn last batch
+//! from damage mid-history (see [`super::txn_log`]); `TxnLog` asserts it.
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
