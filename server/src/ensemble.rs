@@ -792,10 +792,11 @@ impl Core {
 
     /// A request that must see every write acknowledged before it began (`sync`; with
     /// `linearizableReads`, any read): it runs once this member has applied the commit point
-    /// the leader confirmed with a quorum round. Its connection waits behind it.
+    /// the leader confirmed with a quorum round. Only more such reads of its connection run
+    /// before it is answered.
     pub(crate) fn read_barrier(&mut self, conn_id: ConnId, session_id: i64, q: Queued) {
         if let Some(c) = self.conns.get_mut(&conn_id) {
-            c.barrier = true;
+            c.barriers += 1;
         }
         match self.ens().leader_to_forward() {
             Some(leader) => self.forward_sync(leader, conn_id, session_id, q),
@@ -880,7 +881,7 @@ impl Core {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            c.barrier = false;
+            c.barriers -= 1;
             let session_id = c.session_id;
             self.execute(conn, session_id, q);
             self.drain(conn);

@@ -218,10 +218,11 @@ pub struct Conn {
     ///
     /// [`Relay::Forward`]: crate::quorum::relay::Relay::Forward
     pub(crate) forwarded: u64,
-    /// A `sync` (with `linearizableReads`, any read) waits for the leader's confirmed commit
-    /// point: nothing else of the connection runs until it is answered, so that a write behind
-    /// it cannot be answered first (the leader's quorum round may outlast a commit).
-    pub(crate) barrier: bool,
+    /// Its reads waiting for the leader's confirmed commit point (`sync`; with
+    /// `linearizableReads`, every read). Only more such reads run behind them (they are answered
+    /// in order); anything else waits, so that a write behind them cannot be answered first (the
+    /// leader's quorum round may outlast a commit).
+    pub(crate) barriers: usize,
     /// Requests waiting behind those writes, in arrival order.
     queue: VecDeque<Queued>,
 }
@@ -675,7 +676,7 @@ impl Core {
                 sasl: None,
                 establishing: false,
                 inflight_writes: 0,
-                barrier: false,
+                barriers: 0,
                 forwarded: 0,
                 queue: VecDeque::new(),
             },
@@ -826,13 +827,10 @@ impl Core {
         };
         conn.stats.received += 1;
         self.stats.received += 1;
-        // FIFO per session: nothing overtakes a request that is waiting, and nothing but another
-        // write overtakes an in-flight write (writes are applied in order anyway).
-        let wait = conn.establishing
-            || conn.barrier
-            || !conn.queue.is_empty()
-            || (conn.inflight_writes > 0 && !q.is_txn());
-        if wait {
+        let conn = &self.conns[&conn_id];
+        // FIFO per session: nothing overtakes a request that is waiting.
+        if conn.establishing || !conn.queue.is_empty() || !self.may_run(conn, &q) {
+            let conn = self.conns.get_mut(&conn_id).expect("looked up above");
             conn.queue.push_back(q);
             return;
         }
@@ -842,19 +840,38 @@ impl Core {
     /// Runs the requests a connection has waiting, as far as its in-flight writes allow.
     pub(crate) fn drain(&mut self, conn_id: ConnId) {
         loop {
-            let Some(conn) = self.conns.get_mut(&conn_id) else {
+            let Some(conn) = self.conns.get(&conn_id) else {
                 return;
             };
-            if conn.establishing || conn.barrier {
+            if conn.establishing {
                 return;
             }
             match conn.queue.front() {
-                Some(q) if conn.inflight_writes == 0 || q.is_txn() => {}
+                Some(q) if self.may_run(conn, q) => {}
                 _ => return,
             }
+            let conn = self.conns.get_mut(&conn_id).expect("looked up above");
             let q = conn.queue.pop_front().expect("front exists");
             self.process(conn_id, q);
         }
+    }
+
+    /// Whether `q` may run behind what its connection has in flight: nothing but another write
+    /// overtakes an in-flight write (writes are applied in order anyway), and nothing but
+    /// another read waiting for a confirmed commit point overtakes one.
+    fn may_run(&self, conn: &Conn, q: &Queued) -> bool {
+        if conn.barriers > 0 {
+            return conn.inflight_writes == 0 && self.needs_barrier(q);
+        }
+        conn.inflight_writes == 0 || q.is_txn()
+    }
+
+    /// In an ensemble, `sync` (and with `linearizableReads` every read) is answered from a commit
+    /// point the leader confirmed with a quorum round, once this member has applied it.
+    fn needs_barrier(&self, q: &Queued) -> bool {
+        self.ensemble.is_some()
+            && (matches!(q.req, Ok(Request::Sync(_)))
+                || (self.cfg.linearizable_reads && q.reads_tree()))
     }
 
     /// `enforce.auth.enabled`: only auth and SASL requests may come before the connection
@@ -911,11 +928,7 @@ impl Core {
             self.write(conn_id, session_id, q);
             return;
         }
-        // In an ensemble, `sync` (and with `linearizableReads` every read) is answered from a
-        // commit point the leader confirmed with a quorum round, once this member applied it.
-        let barrier = matches!(q.req, Ok(Request::Sync(_)))
-            || (self.cfg.linearizable_reads && q.reads_tree());
-        if barrier && self.ensemble.is_some() {
+        if self.needs_barrier(&q) {
             self.read_barrier(conn_id, session_id, q);
             return;
         }

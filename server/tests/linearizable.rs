@@ -144,3 +144,39 @@ async fn one_client_per_member(ens: &Ensemble) -> Vec<Client> {
     }
     out
 }
+
+/// With `linearizableReads`, a session's pipelined reads each wait for a confirmed commit point
+/// without waiting for one another, and a write among them is answered in its place: the reads
+/// before it see the old value, those after it the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_linearizable_reads_are_answered_in_order_around_a_write() {
+    let (ens, c) = ensemble(&[("linearizableReads", "true")]).await;
+    let leader = ens.leader().unwrap();
+    for i in 0..3 {
+        let s = client(&ens.connect_string(&[i])).await;
+        let before: Vec<_> = (0..50).map(|_| s.get_data("/x")).collect();
+        let value = format!("from {i}");
+        let write = s.set_data("/x", value.as_bytes(), None);
+        let after: Vec<_> = (0..50).map(|_| s.get_data("/x")).collect();
+        let expected_before = if i == 0 {
+            "old".to_string()
+        } else {
+            format!("from {}", i - 1)
+        };
+        for r in before {
+            let (data, _) = r.await.unwrap();
+            assert_eq!(
+                data,
+                expected_before.as_bytes(),
+                "member {i} (leader {leader})"
+            );
+        }
+        write.await.unwrap();
+        for r in after {
+            let (data, _) = r.await.unwrap();
+            assert_eq!(data, value.as_bytes(), "member {i} (leader {leader})");
+        }
+        let _ = s.close().await;
+    }
+    let _ = c.close().await;
+}
