@@ -1,0 +1,388 @@
+//! Faults on a schedule drawn from a seeded RNG: the enabled kinds in a shuffled round, again
+//! and again, with a random quiet time between two faults. One fault at a time: each is
+//! healed (the member restarted, resumed or reconnected) and the ensemble given time to elect
+//! a leader before the next.
+//!
+//! Every wait is bounded; the four-letter-word probes (blocking socket I/O with their own
+//! timeouts) run on tokio's blocking pool.
+
+use std::fmt;
+use std::process::Command;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rookery_testkit::ensemble::Ensemble;
+use serde::{Deserialize, Serialize};
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// `kill -9` the leader, restart it after a while.
+    KillLeader,
+    /// `kill -9` a random member, restart it after a while.
+    KillRandom,
+    /// `kill -9` every member, restart them all after a while.
+    KillAll,
+    /// SIGSTOP the leader for longer than the session timeout (and syncLimit), then SIGCONT.
+    PauseLeader,
+    /// Cut the leader off from the other members (both ports, both ways) through the proxies.
+    PartitionLeader,
+    /// Cut a random member off from the others.
+    PartitionRandom,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::KillLeader,
+        Fault::KillRandom,
+        Fault::KillAll,
+        Fault::PauseLeader,
+        Fault::PartitionLeader,
+        Fault::PartitionRandom,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill-leader",
+            Fault::KillRandom => "kill-random",
+            Fault::KillAll => "kill-all",
+            Fault::PauseLeader => "pause-leader",
+            Fault::PartitionLeader => "partition-leader",
+            Fault::PartitionRandom => "partition-random",
+        }
+    }
+
+    /// Parses a comma-separated list of names; `all` means every kind, `none` or an empty
+    /// string none.
+    pub fn parse_list(s: &str) -> Result<Vec<Fault>, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "all" => out.extend(Fault::ALL),
+                "none" => {}
+                p => out.push(p.parse()?),
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fault, String> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown fault {s:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+/// Timings of the faults.
+#[derive(Debug, Clone)]
+pub struct NemesisConfig {
+    pub faults: Vec<Fault>,
+    pub seed: u64,
+    /// Quiet time between two faults, drawn from this range.
+    pub quiet_ms: (u64, u64),
+    /// How long a killed member stays down.
+    pub down_ms: (u64, u64),
+    /// How long a partition lasts.
+    pub partition_ms: (u64, u64),
+    /// How long the leader stays stopped: longer than the session timeout.
+    pub pause_ms: u64,
+    /// How long the ensemble may take to serve again after a fault is healed.
+    pub recover_ms: u64,
+}
+
+/// One fault as injected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub fault: Fault,
+    /// The members it hit (indices).
+    pub members: Vec<usize>,
+    /// On the run's clock.
+    pub start_ns: u64,
+    pub healed_ns: u64,
+    /// How long after the heal every member served again with one leader; `None` if not
+    /// within `recover_ms`.
+    pub recovered_ms: Option<u64>,
+    /// Why the fault was not injected (no leader to hit), if it was not.
+    pub skipped: Option<String>,
+}
+
+/// The fault injector. It remembers a stopped member so that [`Nemesis::heal_all`] resumes it
+/// whatever happened.
+pub struct Nemesis {
+    cfg: NemesisConfig,
+    rng: StdRng,
+    round: Vec<Fault>,
+    paused: Option<usize>,
+    start: Instant,
+}
+
+impl Nemesis {
+    /// `start` is the run's clock origin (the recorder's).
+    pub fn new(cfg: NemesisConfig, start: Instant) -> Nemesis {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Nemesis {
+            cfg,
+            rng,
+            round: Vec::new(),
+            paused: None,
+            start,
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn draw(&mut self, range: (u64, u64)) -> Duration {
+        Duration::from_millis(self.rng.gen_range(range.0..=range.1.max(range.0)))
+    }
+
+    fn next_fault(&mut self) -> Option<Fault> {
+        if self.round.is_empty() {
+            self.round = self.cfg.faults.clone();
+            self.round.shuffle(&mut self.rng);
+        }
+        self.round.pop()
+    }
+
+    /// Injects faults until `until` (no fault starts after it; the last one is healed and
+    /// waited for, so this returns at most about one fault's length plus `recover_ms` later).
+    pub async fn run(&mut self, ens: &mut Ensemble, until: Instant) -> Vec<FaultEvent> {
+        let mut events = Vec::new();
+        if self.cfg.faults.is_empty() {
+            tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+            return events;
+        }
+        loop {
+            let quiet = self.draw(self.cfg.quiet_ms);
+            tokio::time::sleep(quiet.min(until.saturating_duration_since(Instant::now()))).await;
+            if Instant::now() >= until {
+                return events;
+            }
+            let Some(fault) = self.next_fault() else {
+                return events;
+            };
+            events.push(self.inject(ens, fault).await);
+        }
+    }
+
+    async fn inject(&mut self, ens: &mut Ensemble, fault: Fault) -> FaultEvent {
+        let start_ns = self.now_ns();
+        let mut event = FaultEvent {
+            fault,
+            members: Vec::new(),
+            start_ns,
+            healed_ns: start_ns,
+            recovered_ms: None,
+            skipped: None,
+        };
+        let target = match fault {
+            Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader => {
+                match leader(ens, Duration::from_secs(5)).await {
+                    Some(l) => Some(l),
+                    None => {
+                        event.skipped = Some("no leader".into());
+                        return event;
+                    }
+                }
+            }
+            Fault::KillRandom | Fault::PartitionRandom => {
+                match ens.running().choose(&mut self.rng).copied() {
+                    Some(i) => Some(i),
+                    None => {
+                        event.skipped = Some("no running member".into());
+                        return event;
+                    }
+                }
+            }
+            Fault::KillAll => None,
+        };
+        match fault {
+            Fault::KillLeader | Fault::KillRandom => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                ens.kill(i);
+                let down = self.draw(self.cfg.down_ms);
+                tokio::time::sleep(down).await;
+                ens.restart(i);
+            }
+            Fault::KillAll => {
+                event.members = ens.running();
+                for &i in &event.members {
+                    ens.kill(i);
+                }
+                let down = self.draw(self.cfg.down_ms);
+                tokio::time::sleep(down).await;
+                for &i in &event.members {
+                    ens.restart(i);
+                }
+            }
+            Fault::PauseLeader => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                if let Some(pid) = ens.members[i].child.as_ref().map(|c| c.id()) {
+                    self.paused = Some(i);
+                    signal(pid, "STOP");
+                    tokio::time::sleep(Duration::from_millis(self.cfg.pause_ms)).await;
+                    signal(pid, "CONT");
+                    self.paused = None;
+                }
+            }
+            Fault::PartitionLeader | Fault::PartitionRandom => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                ens.isolate(i);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+        }
+        event.healed_ns = self.now_ns();
+        event.recovered_ms = wait_serving(ens, Duration::from_millis(self.cfg.recover_ms))
+            .await
+            .map(|d| d.as_millis() as u64);
+        event
+    }
+
+    /// Ends every fault: resumes a stopped member, restarts the dead ones, heals the links.
+    pub fn heal_all(&mut self, ens: &mut Ensemble) {
+        if let Some(i) = self.paused.take() {
+            if let Some(pid) = ens.members[i].child.as_ref().map(|c| c.id()) {
+                signal(pid, "CONT");
+            }
+        }
+        for i in 0..ens.members.len() {
+            if ens.members[i].child.is_none() {
+                ens.restart(i);
+            }
+        }
+        ens.heal();
+    }
+}
+
+/// Sends `sig` (a name such as `STOP`) to `pid` with kill(1): the workspace forbids the
+/// `unsafe` a direct libc call needs.
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A member's `srvr` answer, off the async threads (the probe blocks up to a few seconds on a
+/// stopped member).
+async fn srvr(addr: std::net::SocketAddr) -> String {
+    tokio::task::spawn_blocking(move || rookery_testkit::four_letter(addr, "srvr"))
+        .await
+        .unwrap_or_default()
+}
+
+fn field<'a>(srvr: &'a str, name: &str) -> Option<&'a str> {
+    srvr.lines().find_map(|l| l.strip_prefix(name))
+}
+
+/// Whether every running member serves and exactly one leads: the leader's index.
+pub async fn serving(ens: &Ensemble) -> Option<usize> {
+    let running = ens.running();
+    let probes = running.iter().map(|&i| srvr(ens.members[i].client));
+    let answers = futures::future::join_all(probes).await;
+    let modes: Vec<Option<&str>> = answers.iter().map(|a| field(a, "Mode: ")).collect();
+    if modes.iter().any(Option::is_none) {
+        return None;
+    }
+    let leaders: Vec<usize> = running
+        .iter()
+        .zip(&modes)
+        .filter(|(_, m)| **m == Some("leader"))
+        .map(|(i, _)| *i)
+        .collect();
+    (leaders.len() == 1).then(|| leaders[0])
+}
+
+/// Waits until [`serving`], at most `max`: how long it took.
+pub async fn wait_serving(ens: &Ensemble, max: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if serving(ens).await.is_some() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= max {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The leader, waiting at most `max` for one.
+pub async fn leader(ens: &Ensemble, max: Duration) -> Option<usize> {
+    let deadline = Instant::now() + max;
+    loop {
+        if let Some(l) = serving(ens).await {
+            return Some(l);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every running member reports the same last zxid, at most `max`.
+pub async fn wait_converged(ens: &Ensemble, max: Duration) -> Option<i64> {
+    let deadline = Instant::now() + max;
+    loop {
+        let probes = ens
+            .running()
+            .into_iter()
+            .map(|i| srvr(ens.members[i].client));
+        let zxids: Vec<Option<i64>> = futures::future::join_all(probes)
+            .await
+            .iter()
+            .map(|a| field(a, "Zxid: 0x").and_then(|z| i64::from_str_radix(z, 16).ok()))
+            .collect();
+        if let Some(Some(first)) = zxids.first() {
+            if zxids.iter().all(|z| *z == Some(*first)) {
+                return Some(*first);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_lists_parse() {
+        assert_eq!(Fault::parse_list("all").unwrap().len(), Fault::ALL.len());
+        assert_eq!(Fault::parse_list("none").unwrap(), vec![]);
+        assert_eq!(
+            Fault::parse_list("pause-leader, kill-leader,kill-leader").unwrap(),
+            vec![Fault::KillLeader, Fault::PauseLeader]
+        );
+        assert!(Fault::parse_list("reboot").is_err());
+    }
+}

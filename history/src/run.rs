@@ -1,0 +1,449 @@
+//! The harness: a real ensemble (every peer link through the testkit's proxies), the
+//! workload's sessions against all members, the nemesis on its seeded schedule; then every
+//! fault healed, the final state read from each member, and every checker run.
+//!
+//! Every phase is bounded: the load by `duration_ms`, each request by `op_timeout_ms`, each
+//! fault by its hold time plus `recover_ms`, the final reads by `final_read_ms`. The
+//! ensemble's processes are killed when the [`Ensemble`] drops, at the end of [`run`] or on a
+//! panic.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rookery_client::{CreateMode, CreateOptions, Error};
+use rookery_testkit::ensemble::{Ensemble, Options};
+use serde::Serialize;
+
+use crate::checker::{self, Anomaly, Budget, Report, Verdict};
+use crate::history::{FinalState, History};
+use crate::nemesis::{self, Fault, FaultEvent, Nemesis, NemesisConfig};
+use crate::workload::{self, Mix, Recorder, WorkloadConfig};
+
+/// Everything a run does; a run is repeatable from its seed (as far as real processes and
+/// real time allow).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub members: usize,
+    pub clients: usize,
+    /// Registers (znodes written and CAS-ed).
+    pub keys: usize,
+    /// Load time.
+    pub duration_ms: u64,
+    /// The servers' tickTime; ZooKeeper clamps session timeouts to 2–20 ticks.
+    pub tick_ms: u64,
+    pub session_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub op_timeout_ms: u64,
+    pub think_ms: u64,
+    pub max_batch: usize,
+    pub mix: Mix,
+    pub faults: Vec<Fault>,
+    pub quiet_ms: (u64, u64),
+    pub down_ms: (u64, u64),
+    pub partition_ms: (u64, u64),
+    pub pause_ms: u64,
+    pub recover_ms: u64,
+    /// No fault starts in the last `tail_ms` of the load: the end shows the ensemble serving
+    /// again.
+    pub tail_ms: u64,
+    pub final_read_ms: u64,
+    pub budget: Budget,
+    /// Where to write the history as JSON (always written, to the temporary directory, when a
+    /// run finds an anomaly).
+    pub dump: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// A run of about `duration_ms` of load with every fault kind: 3 members, 4 clients,
+    /// 3 registers, tickTime 200 ms, session timeout 4 s (the most 200 ms ticks allow), the
+    /// leader paused 6 s.
+    pub fn new(seed: u64, duration_ms: u64) -> RunConfig {
+        RunConfig {
+            seed,
+            members: 3,
+            clients: 4,
+            keys: 3,
+            duration_ms,
+            tick_ms: 200,
+            session_timeout_ms: 4_000,
+            connect_timeout_ms: 4_000,
+            op_timeout_ms: 10_000,
+            think_ms: 10,
+            max_batch: 3,
+            mix: Mix::default(),
+            faults: Fault::ALL.to_vec(),
+            quiet_ms: (1_000, 3_000),
+            down_ms: (1_000, 3_000),
+            partition_ms: (2_000, 5_000),
+            pause_ms: 6_000,
+            recover_ms: 30_000,
+            tail_ms: 3_000,
+            final_read_ms: 30_000,
+            budget: Budget::default(),
+            dump: None,
+        }
+    }
+}
+
+/// Why a run could not be carried out (as opposed to what its checkers found).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("setting up the znodes: {0}")]
+    Setup(String),
+    #[error("a workload session did not finish within {0} ms after the load ended")]
+    Stuck(u64),
+}
+
+/// What a run did and found.
+#[derive(Debug)]
+pub struct RunResult {
+    pub seed: u64,
+    pub history: History,
+    pub faults: Vec<FaultEvent>,
+    pub report: Report,
+    pub wall: Duration,
+    /// How long the checkers took.
+    pub check: Duration,
+    /// Where the history was written, if it was.
+    pub dumped: Option<PathBuf>,
+    /// The tails of the members' logs, kept when the run is not clean.
+    pub logs: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Dump<'a> {
+    seed: u64,
+    config: String,
+    history: &'a History,
+    faults: &'a [FaultEvent],
+    anomalies: &'a [Anomaly],
+}
+
+impl RunResult {
+    /// No anomaly and every linearizability search decided.
+    pub fn clean(&self) -> bool {
+        self.report.clean()
+    }
+
+    /// Injected faults per kind (skipped ones left out).
+    pub fn faults_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for f in self.faults.iter().filter(|f| f.skipped.is_none()) {
+            *m.entry(f.fault.name()).or_default() += 1;
+        }
+        m
+    }
+
+    /// The figures of the run, several lines.
+    pub fn summary(&self) -> String {
+        let r = &self.report;
+        let mut s = String::new();
+        let total: usize = r.ops.values().map(|c| c.total()).sum();
+        let _ = writeln!(
+            s,
+            "seed {}: {} operations in {:.1} s wall, checked in {:.1} s",
+            self.seed,
+            total,
+            self.wall.as_secs_f64(),
+            self.check.as_secs_f64()
+        );
+        for (kind, c) in &r.ops {
+            let _ = writeln!(
+                s,
+                "  {kind:<10} {:>6} ok {:>6} failed {:>6} not sent {:>6} unknown",
+                c.ok, c.failed, c.not_sent, c.unknown
+            );
+        }
+        let faults: Vec<String> = self
+            .faults_by_kind()
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let skipped = self.faults.iter().filter(|f| f.skipped.is_some()).count();
+        let slowest = self.faults.iter().filter_map(|f| f.recovered_ms).max();
+        let _ = writeln!(
+            s,
+            "faults: {} ({}){}{}",
+            self.faults.len() - skipped,
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(", ")
+            },
+            if skipped > 0 {
+                format!(", {skipped} skipped")
+            } else {
+                String::new()
+            },
+            slowest
+                .map(|ms| format!(", slowest recovery {ms} ms"))
+                .unwrap_or_default()
+        );
+        let verdicts: Vec<String> = r
+            .registers
+            .iter()
+            .map(|k| {
+                let v = match &k.verdict {
+                    Verdict::Linearizable => "linearizable".to_string(),
+                    Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
+                    Verdict::Unknown { steps } => format!("undecided after {steps} steps"),
+                };
+                format!("{} ({} ops) {v}", k.key, k.ops)
+            })
+            .collect();
+        let _ = writeln!(s, "registers: {}", verdicts.join("; "));
+        let _ = writeln!(
+            s,
+            "acknowledged writes: {} checked, {} lost",
+            r.acked_writes, r.acked_writes_lost
+        );
+        let counts: Vec<String> = r
+            .anomaly_counts()
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = write!(
+            s,
+            "anomalies: {}{}",
+            r.anomalies.len(),
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", counts.join(", "))
+            }
+        );
+        s
+    }
+
+    /// The summary, each anomaly, where the history went, how to repeat the run, and the
+    /// members' log tails: what a failing test prints.
+    pub fn failure_report(&self) -> String {
+        let mut s = self.summary();
+        for a in self.report.anomalies.iter().take(20) {
+            let _ = write!(s, "\n[{}/{}] {}", a.checker, a.kind, a.detail);
+        }
+        if self.report.anomalies.len() > 20 {
+            let _ = write!(s, "\n... and {} more", self.report.anomalies.len() - 20);
+        }
+        if let Some(p) = &self.dumped {
+            let _ = write!(s, "\nhistory: {}", p.display());
+        }
+        let _ = write!(
+            s,
+            "\nrepeat with HISTORY_SEED={} (seed {:#x})",
+            self.seed, self.seed
+        );
+        if let Some(logs) = &self.logs {
+            let _ = write!(s, "\n{logs}");
+        }
+        s
+    }
+}
+
+/// Creates `path` unless it exists, retrying a connection loss until `deadline`.
+async fn ensure(
+    c: &rookery_client::Client,
+    path: &str,
+    data: &[u8],
+    deadline: Instant,
+) -> Result<(), String> {
+    loop {
+        match c
+            .create(path, data, &CreateOptions::new(CreateMode::Persistent))
+            .await
+        {
+            Ok(_) | Err(Error::NodeExists) => return Ok(()),
+            Err(e) if Instant::now() < deadline && !e.is_session_terminated() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(format!("creating {path}: {e}")),
+        }
+    }
+}
+
+/// Carries out one run. Needs a multi-threaded tokio runtime (the proxies and the sessions
+/// run beside the nemesis).
+pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
+    let wall = Instant::now();
+    let mut opts = Options::new(cfg.members);
+    opts.tick_ms = cfg.tick_ms;
+    opts.proxied = true;
+    let mut ens = Ensemble::start(opts).await;
+    let all: Vec<usize> = (0..cfg.members).collect();
+    let connect = ens.connect_string(&all);
+
+    let registers: Vec<String> = (0..cfg.keys).map(|k| format!("/h/k{k}")).collect();
+    let parent = "/h/seq".to_string();
+    let setup_deadline = Instant::now() + Duration::from_secs(30);
+    let setup = workload::connect(
+        &connect,
+        cfg.session_timeout_ms,
+        cfg.connect_timeout_ms,
+        cfg.seed,
+    )
+    .await
+    .map_err(RunError::Setup)?;
+    ensure(&setup, "/h", b"", setup_deadline)
+        .await
+        .map_err(RunError::Setup)?;
+    for k in &registers {
+        ensure(&setup, k, b"0", setup_deadline)
+            .await
+            .map_err(RunError::Setup)?;
+    }
+    ensure(&setup, &parent, b"", setup_deadline)
+        .await
+        .map_err(RunError::Setup)?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), setup.close()).await;
+
+    let start = Instant::now();
+    let rec = Recorder::new(start);
+    let wl = Arc::new(WorkloadConfig {
+        clients: cfg.clients,
+        registers: registers.clone(),
+        parent: parent.clone(),
+        session_timeout_ms: cfg.session_timeout_ms,
+        connect_timeout_ms: cfg.connect_timeout_ms,
+        op_timeout_ms: cfg.op_timeout_ms,
+        think_ms: cfg.think_ms,
+        max_batch: cfg.max_batch,
+        mix: cfg.mix,
+        seed: cfg.seed,
+    });
+    let load_end = start + Duration::from_millis(cfg.duration_ms);
+    let workers: Vec<_> = (0..cfg.clients)
+        .map(|slot| {
+            tokio::spawn(workload::worker(
+                slot,
+                connect.clone(),
+                wl.clone(),
+                rec.clone(),
+                load_end,
+            ))
+        })
+        .collect();
+
+    let mut nemesis = Nemesis::new(
+        NemesisConfig {
+            faults: cfg.faults.clone(),
+            seed: cfg.seed.rotate_left(17),
+            quiet_ms: cfg.quiet_ms,
+            down_ms: cfg.down_ms,
+            partition_ms: cfg.partition_ms,
+            pause_ms: cfg.pause_ms,
+            recover_ms: cfg.recover_ms,
+        },
+        start,
+    );
+    let faults_end = load_end
+        .checked_sub(Duration::from_millis(cfg.tail_ms))
+        .unwrap_or(start);
+    let faults = nemesis.run(&mut ens, faults_end).await;
+
+    // Workers stop by themselves at `load_end`, plus one request's timeout and one connect.
+    let grace_ms = cfg.op_timeout_ms + cfg.connect_timeout_ms + 5_000;
+    let worker_deadline = load_end + Duration::from_millis(grace_ms);
+    let mut ops = Vec::new();
+    for w in workers {
+        let left = worker_deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, w).await {
+            Ok(Ok(o)) => ops.extend(o),
+            Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(RunError::Stuck(grace_ms)),
+        }
+    }
+
+    // Heal everything and read the end state from every member.
+    nemesis.heal_all(&mut ens);
+    let mut liveness = Vec::new();
+    let recover = Duration::from_millis(cfg.recover_ms);
+    if nemesis::wait_serving(&ens, recover).await.is_none() {
+        liveness.push(Anomaly {
+            checker: "liveness",
+            kind: "no-leader-after-heal".into(),
+            detail: format!("the ensemble did not serve within {recover:?} after the final heal"),
+            ops: vec![],
+        });
+    }
+    for f in &faults {
+        if f.skipped.is_none() && f.recovered_ms.is_none() {
+            liveness.push(Anomaly {
+                checker: "liveness",
+                kind: "no-recovery".into(),
+                detail: format!(
+                    "no leader served within {recover:?} after healing {} of {:?} at {:.1} s",
+                    f.fault,
+                    f.members,
+                    f.healed_ns as f64 / 1e9
+                ),
+                ops: vec![],
+            });
+        }
+    }
+    // Sync makes each member catch up before it is read; converged zxids are a courtesy that
+    // makes a diverging member easier to read about in the logs.
+    let _ = nemesis::wait_converged(&ens, Duration::from_secs(10)).await;
+    let mut members = Vec::new();
+    for i in 0..cfg.members {
+        let addr = ens.connect_string(&[i]);
+        let (state, final_ops) = workload::read_member(
+            i,
+            &addr,
+            &registers,
+            std::slice::from_ref(&parent),
+            &rec,
+            &wl,
+            Duration::from_millis(cfg.final_read_ms),
+        )
+        .await;
+        members.push(state);
+        ops.extend(final_ops);
+    }
+
+    let history = History::new(registers, vec![parent], ops, Some(FinalState { members }));
+    let checking = Instant::now();
+    let mut report = checker::check_all(&history, cfg.budget);
+    let check = checking.elapsed();
+    report.anomalies.extend(liveness);
+
+    let mut result = RunResult {
+        seed: cfg.seed,
+        history,
+        faults,
+        report,
+        wall: wall.elapsed(),
+        check,
+        dumped: None,
+        logs: None,
+    };
+    let dump_to = match &cfg.dump {
+        Some(p) => Some(p.clone()),
+        None if !result.clean() => {
+            Some(std::env::temp_dir().join(format!("rookery-history-{}.json", cfg.seed)))
+        }
+        None => None,
+    };
+    if let Some(path) = dump_to {
+        let dump = Dump {
+            seed: cfg.seed,
+            config: format!("{cfg:?}"),
+            history: &result.history,
+            faults: &result.faults,
+            anomalies: &result.report.anomalies,
+        };
+        if let Ok(json) = serde_json::to_vec(&dump) {
+            if std::fs::write(&path, json).is_ok() {
+                result.dumped = Some(path);
+            }
+        }
+    }
+    if !result.clean() {
+        result.logs = Some(ens.logs());
+    }
+    drop(ens);
+    Ok(result)
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Long history-checking runs (history/, reliability issue #16): a real 3-member ensemble with
+# every peer link through the testkit's fault proxy, concurrent rookery-client sessions doing
+# reads, sync-reads, writes, CAS and sequential creates, faults on a seeded schedule (kill -9
+# of the leader / a random member / all members, SIGSTOP of the leader past the session
+# timeout, partitions), then every checker. Prints per run and in total: histories checked,
+# operations, faults injected by kind, anomalies found, acknowledged writes lost. Exits 1 when
+# a run found anything; a failing run prints its seed and keeps its history as JSON.
+#
+# Flags go to the binary (see --help); each has an environment variable:
+#   HISTORY_DURATION_S (180)  seconds of load per run
+#   HISTORY_SEED       (random) the first run's seed; run i uses seed+i
+#   HISTORY_RUNS       (1)    runs, one after the other
+#   HISTORY_FAULTS     (all)  comma list: kill-leader,kill-random,kill-all,pause-leader,
+#                             partition-leader,partition-random; or none
+#   HISTORY_MEMBERS (3), HISTORY_CLIENTS (4), HISTORY_KEYS (3), HISTORY_QUIET_MS (1000,3000),
+#   HISTORY_THINK_MS (10), HISTORY_DUMP_DIR (none: only failing runs are dumped, to $TMPDIR)
+#   HISTORY_PROFILE    (debug) or release: which build of rookery and the harness to run
+#
+# Examples:
+#   scripts/history.sh                                  # one 3-minute run, every fault
+#   HISTORY_DURATION_S=30 HISTORY_RUNS=10 scripts/history.sh
+#   scripts/history.sh --seed 42 --faults pause-leader,partition-leader --duration-s 60
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${HISTORY_PROFILE:-debug}"
+case "$profile" in
+    debug) build=() ;;
+    release) build=(--release) ;;
+    *) echo "HISTORY_PROFILE must be debug or release" >&2; exit 2 ;;
+esac
+cargo build "${build[@]}" -p rookery -p rookery-history
+target="${CARGO_TARGET_DIR:-$PWD/target}/$profile"
+export ROOKERY_BIN="$target/rookery"
+exec "$target/rookery-history" "$@"
