@@ -348,6 +348,7 @@ impl Core {
                     StoreOp::Epochs { accepted, current } => {
                         StoreCmd::Epochs(Epochs { accepted, current })
                     }
+                    StoreOp::ClearTailCut => StoreCmd::ClearTailCut,
                 };
                 if matches!(cmd, StoreCmd::Install { .. }) {
                     self.ens().install_seq = Some(seq);

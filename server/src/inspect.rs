@@ -8,6 +8,7 @@ use crate::storage::backend::Backend;
 use crate::storage::codec::decode_txn;
 use crate::storage::recovery;
 use crate::storage::snapshot;
+use crate::storage::tail_cut;
 use crate::storage::txn_log;
 use crate::storage::StorageError;
 use crate::txn::Txn;
@@ -165,6 +166,21 @@ pub fn dir(
     for w in &plan.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    if let Some(cut) = &plan.cut {
+        let _ = writeln!(
+            out,
+            "recovery would cut a non-empty tail: {cut} (an ensemble member then abstains from \
+             elections until it has synchronized with a leader)"
+        );
+    }
+    if let Some(what) = tail_cut::read(backend, snap_dir)? {
+        let _ = writeln!(
+            out,
+            "tail-cut marker {}: {what} (an ensemble member abstains from elections until it has \
+             synchronized with a leader)",
+            tail_cut::path(snap_dir).display()
+        );
+    }
     match &plan.snapshot {
         Some((path, zxid)) => {
             let _ = writeln!(
@@ -232,6 +248,14 @@ mod tests {
         let mut out = String::new();
         super::dir(&b, Path::new("/d"), Path::new("/d"), &mut out).unwrap();
         assert!(out.contains("replay zxids 0x1..=0x1"), "{out}");
+        assert!(!out.contains("tail-cut marker"), "{out}");
+        tail_cut::mark(&b, Path::new("/d"), "log.1 cut at offset 16").unwrap();
+        let mut out = String::new();
+        super::dir(&b, Path::new("/d"), Path::new("/d"), &mut out).unwrap();
+        assert!(
+            out.contains("tail-cut marker /d/tailCut: log.1 cut at offset 16"),
+            "{out}"
+        );
         b.corrupt(Path::new("/d/log.0000000000000001"), 2, b"XX");
         assert!(super::log(&b, Path::new("/d/log.0000000000000001"), &mut String::new()).is_err());
     }

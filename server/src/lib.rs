@@ -162,6 +162,22 @@ pub fn recover(
     for w in &recovered.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(cut) = &recovered.cut {
+        if cfg.is_ensemble() {
+            // `start_ensemble` reads the marker recovery wrote and says what follows.
+            tracing::warn!(%cut, "recovery cut a non-empty tail off the log");
+        } else {
+            // Usually a write that never completed, so never acknowledged. But if the disk
+            // damaged or lost it after it was synced, acknowledged writes are gone, and a
+            // standalone server has no other copy to recover them from.
+            tracing::warn!(
+                %cut,
+                "recovery cut a non-empty tail off the log: if the disk damaged or lost synced \
+                 data, writes that were acknowledged are lost, and a standalone server has no \
+                 other copy; going on with the history up to the cut"
+            );
+        }
+    }
     tracing::info!(
         last_zxid = format_args!("{:#x}", recovered.last_zxid),
         applied_zxid = format_args!("{:#x}", recovered.applied_zxid),
@@ -438,6 +454,22 @@ async fn start_ensemble(
     RunError,
 > {
     let epochs = storage::epoch::read(backend, &cfg.data_dir)?;
+    // Set by recovery before it cut a non-empty tail, at this start or an earlier one, and removed
+    // only once this member has synchronized with a leader (see `storage::tail_cut`).
+    let tail_cut = storage::tail_cut::read(backend, &cfg.data_dir)?;
+    if let Some(what) = &tail_cut {
+        tracing::warn!(
+            marker = %storage::tail_cut::path(&cfg.data_dir).display(),
+            cut = %what,
+            "recovery cut a non-empty tail off this member's log, and it has not synchronized \
+             with a leader since: the cut may have removed acknowledged writes, so a voter does \
+             not vote or lead until it has synchronized with a leader that a quorum of the other \
+             voters elected (if too few of them are up, the ensemble waits for them; a sole \
+             voter goes on). Only if you know that the cut data was never acknowledged (for \
+             example every member lost power together and the disks honour fsync) may you \
+             remove the marker by hand and restart"
+        );
+    }
     let my_id = u64::from(cfg.server_id);
     let voters = cfg
         .ensemble
@@ -478,6 +510,7 @@ async fn start_ensemble(
                 payload: bytes::Bytes::copy_from_slice(payload),
             })
             .collect(),
+        tail_cut: tail_cut.is_some(),
     };
     let node = zab::Node::new(zcfg, durable).map_err(|e| RunError::Ensemble(e.to_string()))?;
     let (in_tx, in_rx) = mpsc::channel(PEER_QUEUE);

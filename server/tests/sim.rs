@@ -3,8 +3,9 @@
 //! in-memory disks, and a seeded network that drops, delays, duplicates and partitions messages.
 //!
 //! Each seed fixes everything: the faults, the workload, the timing. A seed runs a fault phase
-//! (crashes that lose unsynced writes or tear them, partitions, one-way cuts, lossy and
-//! duplicating links, slow disks) and then a liveness phase (everything healed and restarted:
+//! (crashes that lose unsynced writes or tear them, disks that damage the synced tail of the log
+//! so that recovery cuts acknowledged records, partitions, one-way cuts, lossy and duplicating
+//! links, slow disks) and then a liveness phase (everything healed and restarted:
 //! within a bound there must be one leader everyone follows, new writes acknowledged, and every
 //! server caught up). After every step of every server the per-server invariants
 //! (`Node::check_invariants`, no protocol anomaly) and the ensemble properties in
@@ -87,7 +88,7 @@ fn run_size(voters: usize, parity: u64) {
     }
     eprintln!(
         "sim {voters} voters: {} seeds in {:.1?}: {} ticks, {} steps, {} messages ({} dropped, {} duplicated), \
-         {} crashes ({} mid-I/O), {} partitions, {} epochs, {} committed, {} acknowledged, \
+         {} crashes ({} mid-I/O, {} damaging a synced tail), {} starts abstaining after a tail cut, {} partitions, {} epochs, {} committed, {} acknowledged, \
          {} linearizable reads, {} snapshots sent, {} truncations, slowest recovery {} ticks",
         total.seeds,
         started.elapsed(),
@@ -98,6 +99,8 @@ fn run_size(voters: usize, parity: u64) {
         total.duplicated,
         total.crashes,
         total.torn_crashes,
+        total.synced_tails_damaged,
+        total.abstaining_starts,
         total.partitions,
         total.epochs,
         total.committed,
@@ -127,6 +130,10 @@ fn run_size(voters: usize, parity: u64) {
         );
         assert!(total.snapshots > 0, "no SNAP synchronization: {total:?}");
         assert!(total.truncations > 0, "no TRUNC synchronization: {total:?}");
+        assert!(
+            total.synced_tails_damaged > 0 && total.abstaining_starts > 0,
+            "no tail cut of synced data: {total:?}"
+        );
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //! For the ZAB ensemble: the log accepts epoch jumps in zxids ([`txn_log::zxid_follows`]) and can
 //! drop a suffix durably ([`txn_log::TxnLog::truncate_after`]); [`recovery::replay_log`] reads a
-//! log of opaque proposals; [`epoch`] keeps the durable accepted and current epochs.
+//! log of opaque proposals; [`epoch`] keeps the durable accepted and current epochs; [`tail_cut`]
+//! remembers that recovery cut a non-empty tail off a member's log, until it has synchronized.
 
 pub mod atomic;
 pub mod backend;
@@ -21,6 +22,7 @@ pub mod mem;
 pub mod purge;
 pub mod recovery;
 pub mod snapshot;
+pub mod tail_cut;
 pub mod txn_log;
 pub mod writer;
 

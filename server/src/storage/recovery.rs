@@ -10,6 +10,14 @@
 //!   later batch follows (it had been made durable), a bad checksum followed by valid records in a
 //!   version 1 segment, a gap in zxids, a missing segment, or snapshots that are all unreadable.
 //!   Recovery never silently shortens history.
+//! - A cut that removes a **non-empty** tail is reported ([`CutTail`]): one that removes one or more
+//!   valid-looking records, or any byte that is not zero, past the last kept batch seal (version
+//!   1: past the last kept record). A tail of zeros (preallocated space, or a batch of which no
+//!   sector reached the disk) is not a cut, and neither is removing a last segment that is all
+//!   zeros. Such a cut is usually an unacknowledged torn write, but a disk that damaged or lost
+//!   data after it was synced makes it remove acknowledged records, which an ensemble member must
+//!   not forget ([`super::tail_cut`]): [`recover_unapplied`] marks the cut durably before making
+//!   it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +25,7 @@ use std::path::{Path, PathBuf};
 use super::backend::{in_dir, Backend};
 use super::codec::decode_txn;
 use super::snapshot::{self, SessionRecord};
+use super::tail_cut;
 use super::txn_log::{self, RecordRef, Tail};
 use super::StorageError;
 use crate::tree::DataTree;
@@ -45,6 +54,34 @@ pub struct Recovered {
     pub tail: Option<Tail>,
     /// Torn tails truncated, damaged snapshots skipped.
     pub warnings: Vec<String>,
+    /// The non-empty tail cut off the log (or, without repair, that would be), if any.
+    pub cut: Option<CutTail>,
+}
+
+/// A non-empty tail cut off the log's last segment (see the module docs for "non-empty").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutTail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the cut starts: everything from here on is gone.
+    pub offset: u64,
+    /// Why the tail was torn.
+    pub why: String,
+    /// The last zxid of the history the cut keeps.
+    pub kept_zxid: i64,
+}
+
+impl std::fmt::Display for CutTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cut at offset {} ({}), keeping the history up to zxid {:#x}",
+            self.path.display(),
+            self.offset,
+            self.why,
+            self.kept_zxid
+        )
+    }
 }
 
 /// What recovery would use, without changing anything (for `rookery inspect`).
@@ -53,18 +90,29 @@ pub fn plan(
     snap_dir: &Path,
     log_dir: &Path,
 ) -> Result<Recovered, StorageError> {
-    run(backend, snap_dir, log_dir, false, true)
+    run(backend, snap_dir, log_dir, Repair::No, true)
 }
 
 /// Recovery for an ensemble member: loads the snapshot but does not replay the log. The records
 /// after the snapshot come back in [`Recovered::unapplied`]: the log's tail may hold proposals
 /// that were never committed, and only the leader knows which were.
+///
+/// Before cutting a non-empty torn tail ([`Recovered::cut`]), it durably sets the
+/// [`tail_cut`](super::tail_cut) marker in `snap_dir` (the data directory): the cut may remove
+/// records this member acknowledged, and a restart before the member has synchronized with a
+/// leader must still know.
 pub fn recover_unapplied(
     backend: &dyn Backend,
     snap_dir: &Path,
     log_dir: &Path,
 ) -> Result<Recovered, StorageError> {
-    run(backend, snap_dir, log_dir, true, false)
+    run(
+        backend,
+        snap_dir,
+        log_dir,
+        Repair::MarkThenCut(snap_dir),
+        false,
+    )
 }
 
 /// Recovers, truncating a torn tail in place.
@@ -73,14 +121,26 @@ pub fn recover(
     snap_dir: &Path,
     log_dir: &Path,
 ) -> Result<Recovered, StorageError> {
-    run(backend, snap_dir, log_dir, true, true)
+    run(backend, snap_dir, log_dir, Repair::Cut, true)
+}
+
+/// What to do with a torn tail.
+#[derive(Debug, Clone, Copy)]
+enum Repair<'a> {
+    /// Report it, change nothing.
+    No,
+    /// Truncate it in place.
+    Cut,
+    /// Durably set the [`tail_cut`](super::tail_cut) marker in this directory first if the tail
+    /// is non-empty, then truncate it.
+    MarkThenCut(&'a Path),
 }
 
 fn run(
     backend: &dyn Backend,
     snap_dir: &Path,
     log_dir: &Path,
-    repair: bool,
+    repair: Repair<'_>,
     apply: bool,
 ) -> Result<Recovered, StorageError> {
     backend
@@ -140,7 +200,7 @@ fn run(
 
     let mut events = Vec::new();
     let mut unapplied = Vec::new();
-    let replay = replay_log(backend, log_dir, snap_zxid, repair, |path, rec, payload| {
+    let replay = replay(backend, log_dir, snap_zxid, repair, |path, rec, payload| {
         if !apply {
             unapplied.push((rec.zxid, payload.to_vec()));
             return Ok(());
@@ -186,6 +246,7 @@ fn run(
         replayed: replay.replayed,
         tail: replay.tail,
         warnings,
+        cut: replay.cut,
     })
 }
 
@@ -200,6 +261,8 @@ pub struct LogReplay {
     pub tail: Option<Tail>,
     /// Torn tails truncated, empty segments removed.
     pub warnings: Vec<String>,
+    /// The non-empty tail cut off the last segment (or, without repair, that would be), if any.
+    pub cut: Option<CutTail>,
 }
 
 /// Replays every log record after `after_zxid` (the snapshot the history continues from), in zxid
@@ -208,16 +271,47 @@ pub struct LogReplay {
 /// The records after `after_zxid` must form one history without holes ([`txn_log::zxid_follows`]):
 /// the first must follow `after_zxid`, and each the one before. A torn tail of the last segment
 /// (its last batch, see [`txn_log::scan`]) is truncated in place when `repair` is set (and
-/// reported either way); an empty last segment is removed. Everything else is an error naming the file and offset. The standalone server's
+/// reported either way, in [`LogReplay::cut`] if it is non-empty); an empty last segment is
+/// removed. Everything else is an error naming the file and offset. The standalone server's
 /// recovery replays transactions through this; a ZAB node reads its log of opaque proposals with
-/// it.
+/// it, or with [`replay_log_marking_cuts`].
 pub fn replay_log(
     backend: &dyn Backend,
     log_dir: &Path,
     after_zxid: i64,
     repair: bool,
+    apply: impl FnMut(&Path, &RecordRef, &[u8]) -> Result<(), StorageError>,
+) -> Result<LogReplay, StorageError> {
+    let repair = if repair { Repair::Cut } else { Repair::No };
+    replay(backend, log_dir, after_zxid, repair, apply)
+}
+
+/// [`replay_log`] with repair, for an ensemble member: before cutting a non-empty torn tail, it
+/// durably sets the [`tail_cut`](super::tail_cut) marker in `marker_dir`.
+pub fn replay_log_marking_cuts(
+    backend: &dyn Backend,
+    log_dir: &Path,
+    marker_dir: &Path,
+    after_zxid: i64,
+    apply: impl FnMut(&Path, &RecordRef, &[u8]) -> Result<(), StorageError>,
+) -> Result<LogReplay, StorageError> {
+    replay(
+        backend,
+        log_dir,
+        after_zxid,
+        Repair::MarkThenCut(marker_dir),
+        apply,
+    )
+}
+
+fn replay(
+    backend: &dyn Backend,
+    log_dir: &Path,
+    after_zxid: i64,
+    repair: Repair<'_>,
     mut apply: impl FnMut(&Path, &RecordRef, &[u8]) -> Result<(), StorageError>,
 ) -> Result<LogReplay, StorageError> {
+    let repairing = !matches!(repair, Repair::No);
     backend
         .create_dir_all(log_dir)
         .map_err(StorageError::io("create directory", log_dir))?;
@@ -226,6 +320,7 @@ pub fn replay_log(
     let mut last_zxid = after_zxid;
     let mut replayed: Option<(i64, i64)> = None;
     let mut tail = None;
+    let mut cut = None;
     for (i, (first, name)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let path = in_dir(log_dir, name);
@@ -245,7 +340,7 @@ pub fn replay_log(
                 "removing {} (created but never written)",
                 path.display()
             ));
-            if repair {
+            if repairing {
                 backend
                     .remove(&path)
                     .map_err(StorageError::io("remove", &path))?;
@@ -267,9 +362,30 @@ pub fn replay_log(
                 "truncating torn tail of {} at offset {offset} ({why})",
                 path.display()
             ));
-            if repair {
-                txn_log::truncate_torn_tail(backend, &path, &bytes, scan.end)?;
+            // The scan reports a torn tail only when something past `end` is not zero: records of
+            // an unsealed batch, or any other byte (see `txn_log::Scan::torn`). So every torn
+            // tail is a non-empty cut. The history kept is what precedes it.
+            let kept_zxid = scan
+                .records
+                .iter()
+                .rfind(|r| r.zxid > after_zxid)
+                .map_or(last_zxid, |r| r.zxid);
+            let this = CutTail {
+                path: path.clone(),
+                offset: *offset,
+                why: why.clone(),
+                kept_zxid,
+            };
+            match repair {
+                Repair::No => {}
+                Repair::Cut => txn_log::truncate_torn_tail(backend, &path, &bytes, scan.end)?,
+                Repair::MarkThenCut(marker_dir) => {
+                    // Marked first: a crash after the cut must not leave a clean log that forgot it.
+                    tail_cut::mark(backend, marker_dir, &this.to_string())?;
+                    txn_log::truncate_torn_tail(backend, &path, &bytes, scan.end)?;
+                }
             }
+            cut = Some(this);
         }
         for rec in &scan.records {
             if rec.zxid <= after_zxid {
@@ -301,6 +417,7 @@ pub fn replay_log(
         replayed,
         tail,
         warnings,
+        cut,
     })
 }
 
@@ -309,6 +426,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::super::codec::encode_txn;
+    use std::collections::BTreeSet;
+
     use super::super::mem::MemBackend;
     use super::super::snapshot::SnapshotImage;
     use super::super::txn_log::{segment_name, TxnLog, RECORD_HEADER_LEN};
@@ -980,6 +1099,8 @@ mod tests {
             let (got, r) = replay(&b).unwrap_or_else(|e| panic!("round {round}: {e}"));
             assert_eq!(got, written[..expect], "round {round}");
             assert_eq!(r.warnings.len(), usize::from(warned), "round {round}");
+            // A cut is reported exactly when it removes something that is not zeros.
+            assert_eq!(r.cut.is_some(), warned, "round {round}");
             // A clean log now, which takes appends where the sealed prefix ends.
             let (again, r) = replay(&b).unwrap();
             assert_eq!(
@@ -1002,5 +1123,123 @@ mod tests {
             assert_eq!(after.len(), expect + 1, "round {round}");
         }
         assert!(torn_rounds > 200, "{torn_rounds}");
+    }
+
+    fn recover_member(b: &MemBackend) -> Result<Recovered, StorageError> {
+        recover_unapplied(b, Path::new(DIR), Path::new(DIR))
+    }
+
+    fn marked(b: &MemBackend) -> bool {
+        tail_cut::read(b, Path::new(DIR)).unwrap().is_some()
+    }
+
+    /// Reliability defect 4: a cut that removes something is reported, and for an ensemble member
+    /// marked durably; the mark outlives the next start, which finds a clean log. A tail of zeros
+    /// is no cut.
+    #[test]
+    fn a_non_empty_cut_is_reported_and_marked_and_a_zero_tail_is_not() {
+        // Damage in the last batch (its first record garbage or zeros: valid-looking records of
+        // the batch follow either way), and a last batch without its seal: all non-empty cuts.
+        for case in 0..3 {
+            let b = MemBackend::new();
+            write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+            let batches = batch_ranges(&b, 1);
+            match case {
+                0 | 1 => damage_first_record(&b, first_record_in(&b, batches[2].0), case == 0),
+                _ => b.corrupt(
+                    &seg(1),
+                    batches[2].1 - txn_log::SEAL_LEN,
+                    &[0; txn_log::SEAL_LEN],
+                ),
+            }
+            // Inspection reports it and changes nothing.
+            let p = plan(&b, Path::new(DIR), Path::new(DIR)).unwrap();
+            assert_eq!(p.cut.as_ref().map(|c| c.offset), Some(batches[2].0 as u64));
+            assert!(!marked(&b));
+            let r = recover_member(&b).unwrap();
+            let cut = r.cut.expect("a non-empty cut is reported");
+            assert_eq!(
+                (cut.path, cut.offset, cut.kept_zxid),
+                (seg(1), batches[2].0 as u64, 8)
+            );
+            assert_eq!(r.last_zxid, 8);
+            assert!(marked(&b), "case {case}");
+            let what = tail_cut::read(&b, Path::new(DIR)).unwrap().unwrap();
+            assert!(what.contains(&format!("offset {}", batches[2].0)), "{what}");
+            // The next start finds a clean log, and the mark.
+            let b = b.crash(case);
+            let again = recover_member(&b).unwrap();
+            assert!(again.cut.is_none() && again.warnings.is_empty());
+            assert!(marked(&b));
+            // Only synchronizing with a leader removes it (`StoreCmd::ClearTailCut`).
+            tail_cut::clear(&b, Path::new(DIR)).unwrap();
+            assert!(!marked(&b.crash(9)));
+        }
+        // A last batch of which no sector reached the disk (all zeros), and a clean log with its
+        // preallocated zeros: nothing is cut, and nothing is marked.
+        for zero_last_batch in [true, false] {
+            let b = MemBackend::new();
+            write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+            let batches = batch_ranges(&b, 1);
+            if zero_last_batch {
+                let (start, end) = batches[2];
+                b.corrupt(&seg(1), start, &vec![0; end - start]);
+            }
+            let r = recover_member(&b).unwrap();
+            assert!(r.cut.is_none(), "{:?}", r.cut);
+            assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+            assert_eq!(r.last_zxid, if zero_last_batch { 8 } else { 13 });
+            assert!(!marked(&b));
+        }
+        // An all-zero last segment (created, never written) is removed, not cut.
+        let b = MemBackend::new();
+        let mut log = open_log(&b, 0);
+        write_batches(&mut log, 1, &[3]);
+        log.roll().unwrap();
+        write_batches(&mut log, 4, &[2]);
+        b.corrupt(&seg(4), 0, &vec![0; b.read(&seg(4)).unwrap().len()]);
+        let r = recover_member(&b).unwrap();
+        assert_eq!((r.last_zxid, r.cut.is_none(), marked(&b)), (3, true, false));
+        // A standalone server's recovery reports the cut but writes no mark.
+        let b = MemBackend::new();
+        write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+        let batches = batch_ranges(&b, 1);
+        damage_first_record(&b, first_record_in(&b, batches[2].0), false);
+        let r = recover_mem(&b).unwrap();
+        assert!(r.cut.is_some());
+        assert!(!marked(&b));
+    }
+
+    /// The mark is durable before the cut: a crash at any step of the recovery that cuts leaves
+    /// either the torn tail (to be found again) or the mark, never a clean log without it.
+    #[test]
+    fn a_crash_at_every_step_of_a_marked_cut_never_forgets_it() {
+        let mut outcomes = BTreeSet::new();
+        for fail_after in 0..12 {
+            for seed in 0..4 {
+                let b = MemBackend::new();
+                write_batches(&mut open_log(&b, 0), 1, &[4, 4, 5]);
+                let batches = batch_ranges(&b, 1);
+                damage_first_record(&b, first_record_in(&b, batches[2].0), false);
+                b.fail_after_ops(fail_after);
+                let done = recover_member(&b).is_ok();
+                let after = b.crash(seed);
+                let found_again = plan(&after, Path::new(DIR), Path::new(DIR))
+                    .unwrap()
+                    .cut
+                    .is_some();
+                assert!(
+                    found_again || marked(&after),
+                    "fail_after {fail_after}, seed {seed}: the cut is forgotten"
+                );
+                if done {
+                    assert!(marked(&after));
+                }
+                outcomes.insert((found_again, marked(&after)));
+            }
+        }
+        // Crashes before the mark, between the mark and the end of the cut, and after.
+        assert!(outcomes.contains(&(true, false)), "{outcomes:?}");
+        assert!(outcomes.contains(&(false, true)), "{outcomes:?}");
     }
 }

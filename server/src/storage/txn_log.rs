@@ -238,7 +238,9 @@ pub struct Scan {
     /// Offset where appending continues: just past the last seal (version 2) or the last valid
     /// record (version 1). A torn tail starts here.
     pub end: u64,
-    /// Set when the bytes from [`Scan::end`] on are a torn write: (that offset, why).
+    /// Set when the bytes from [`Scan::end`] on are a torn write: (that offset, why). Never set
+    /// when those bytes are all zeros: a torn tail always holds valid-looking records of an
+    /// unsealed batch or some byte that is not zero, so cutting it removes something.
     pub torn: Option<(u64, String)>,
     /// The header itself was never completely written (an all-zero or short file).
     pub torn_header: bool,

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::backend::Backend;
 use super::epoch::{self, Epochs};
 use super::txn_log::TxnLog;
-use super::{snapshot, StorageError};
+use super::{snapshot, tail_cut, StorageError};
 
 /// The most appends folded into one sync, to bound the latency of a batch.
 const MAX_BATCH: usize = 10_000;
@@ -40,6 +40,9 @@ pub enum StoreCmd {
     },
     /// Write the epoch files.
     Epochs(Epochs),
+    /// Durably remove the [`tail_cut`] marker: the member synchronized with a leader. Everything
+    /// queued before it is made durable first.
+    ClearTailCut,
 }
 
 enum Cmd {
@@ -59,11 +62,12 @@ pub struct Synced {
     pub fsync_ms: f64,
 }
 
-/// Where the store operations that are not log appends write: snapshots and epoch files.
+/// Where the store operations that are not log appends write: snapshots, epoch files and the
+/// tail-cut marker.
 pub struct StoreDirs {
     /// The storage backend.
     pub backend: Arc<dyn Backend>,
-    /// The snapshot (and epoch) directory.
+    /// The snapshot (and epoch, and tail-cut marker) directory.
     pub snap_dir: PathBuf,
     /// The epochs on disk when the writer starts.
     pub epochs: Epochs,
@@ -108,6 +112,21 @@ impl State {
                     .expect("epoch writes need the store directories");
                 epoch::write(dirs.backend.as_ref(), &dirs.snap_dir, dirs.epochs, new)?;
                 dirs.epochs = new;
+                Ok(())
+            }
+            Cmd::Store(_, StoreCmd::ClearTailCut) => {
+                // The synchronized history must be durable before the marker that says it may be
+                // missing goes.
+                self.log.sync()?;
+                let dirs = self
+                    .dirs
+                    .as_ref()
+                    .expect("clearing the tail-cut marker needs the store directories");
+                tail_cut::clear(dirs.backend.as_ref(), &dirs.snap_dir)?;
+                tracing::info!(
+                    marker = %tail_cut::path(&dirs.snap_dir).display(),
+                    "synchronized with the leader after a tail cut: marker removed"
+                );
                 Ok(())
             }
         }
@@ -346,5 +365,60 @@ mod tests {
         w.append(2, vec![1]);
         w.close();
         assert_eq!(*seen.lock().unwrap(), vec![false]);
+    }
+
+    /// Reliability defect 4: the tail-cut marker goes only after everything queued before it is
+    /// durable, and its removal is durable: a crash at any step leaves the marker, or the records
+    /// with no marker.
+    #[test]
+    fn clearing_the_tail_cut_marker_follows_the_history_and_is_durable() {
+        use super::super::recovery::replay_log;
+        let dir = Path::new("/d");
+        let mut outcomes = std::collections::BTreeSet::new();
+        for fail_after in 0..10 {
+            for seed in 0..3 {
+                let b = MemBackend::new();
+                tail_cut::mark(&b, dir, "cut").unwrap();
+                let log = TxnLog::open(Arc::new(b.clone()), dir, 8192, 0, None).unwrap();
+                let dirs = StoreDirs {
+                    backend: Arc::new(b.clone()),
+                    snap_dir: dir.to_owned(),
+                    epochs: Epochs::default(),
+                };
+                b.fail_after_ops(fail_after);
+                let seen = Arc::new(Mutex::new(Vec::new()));
+                let s = seen.clone();
+                let w = LogWriter::spawn(log, Some(dirs), move |r| {
+                    s.lock().unwrap().push(r.map(|s| s.seq).ok())
+                });
+                w.store(
+                    1,
+                    StoreCmd::Append((1..=5).map(|z| (z, Bytes::from_static(b"p"))).collect()),
+                );
+                w.store(2, StoreCmd::ClearTailCut);
+                w.close();
+                let done = seen.lock().unwrap().last() == Some(&Some(Some(2)));
+                let after = b.crash(seed);
+                let mut zxids = Vec::new();
+                replay_log(&after, dir, 0, false, |_, rec, _| {
+                    zxids.push(rec.zxid);
+                    Ok(())
+                })
+                .unwrap();
+                let marked = tail_cut::read(&after, dir).unwrap().is_some();
+                assert!(
+                    marked || zxids == [1, 2, 3, 4, 5],
+                    "fail_after {fail_after}: marker gone with {zxids:?}"
+                );
+                if done {
+                    assert!(
+                        !marked,
+                        "fail_after {fail_after}: reported done, still marked"
+                    );
+                }
+                outcomes.insert(marked);
+            }
+        }
+        assert_eq!(outcomes.len(), 2, "both outcomes reached");
     }
 }

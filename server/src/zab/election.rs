@@ -11,6 +11,16 @@
 //!
 //! Observers never propose themselves and their notifications are never counted; they adopt
 //! voters' votes and settle the same way, as observers.
+//!
+//! A voter whose recovery cut a non-empty tail off its log **abstains** until it has synchronized
+//! with a leader (`DurableState::tail_cut`): its log may lack writes it acknowledged, so its vote
+//! could help elect a leader without a committed write. Its notifications always carry
+//! [`Vote::NONE`], which backs no one (and which no one adopts), as a looking observer's do; it
+//! never adopts a vote, never settles on itself, and never settles from looking votes. It settles
+//! only the way a latecomer joins: on a leader that a quorum of voters reports following or leading
+//! (its own report never matches, so that quorum is of others), with the leader saying it leads.
+//! When it is needed for a quorum (three voters, one of them down), nobody is elected until
+//! another voter is back: the ensemble waits rather than risk the write.
 
 use std::collections::BTreeMap;
 
@@ -69,12 +79,18 @@ impl Election {
         self.recv.clear();
         self.out_of_election.clear();
         self.decided = None;
-        let mine = if core.is_voter() {
+        let mine = Self::own_proposal(core);
+        self.set_proposal(core, mine);
+    }
+
+    /// The vote this server starts a round with: its own, or none for an observer or an abstaining
+    /// voter.
+    fn own_proposal(core: &Core) -> Vote {
+        if core.is_voter() && !core.abstaining() {
             core.own_vote()
         } else {
             Vote::NONE
-        };
-        self.set_proposal(core, mine);
+        }
     }
 
     /// Proposes `vote`, tells every voter, and resets the resend back-off.
@@ -126,9 +142,10 @@ impl Election {
         }
     }
 
-    /// Whether `candidate` should replace `current`: only a voter can win.
+    /// Whether `candidate` should replace `current`: only a voter can win, and an abstaining
+    /// server backs no one.
     fn wins(core: &Core, candidate: &Vote, current: &Vote) -> bool {
-        core.cfg.is_voter(candidate.leader) && candidate.beats(current)
+        !core.abstaining() && core.cfg.is_voter(candidate.leader) && candidate.beats(current)
     }
 
     /// Whether a quorum of voters in `votes` agree with `vote`.
@@ -145,6 +162,11 @@ impl Election {
     }
 
     fn proposal_has_quorum(&self, core: &Core) -> bool {
+        // A vote for nobody (an observer's, or an abstaining voter's) is never settled on, even
+        // when the votes for nobody of abstaining voters add up to a quorum.
+        if !core.cfg.is_voter(self.proposed.leader) {
+            return false;
+        }
         Self::quorum_for(
             core,
             self.recv.iter().map(|(p, v)| (p, *v)),
@@ -173,11 +195,7 @@ impl Election {
                 if n.election_epoch > self.logical_clock {
                     self.logical_clock = n.election_epoch;
                     self.recv.clear();
-                    let mine = if core.is_voter() {
-                        core.own_vote()
-                    } else {
-                        Vote::NONE
-                    };
+                    let mine = Self::own_proposal(core);
                     let best = if Self::wins(core, &n.vote, &mine) {
                         n.vote
                     } else {
@@ -199,6 +217,14 @@ impl Election {
                 None
             }
             ServerState::Following | ServerState::Leading => {
+                if !core.cfg.is_voter(n.vote.leader) {
+                    // An abstaining server that follows: it backs no one.
+                    if n.election_epoch == self.logical_clock {
+                        self.recv.insert(from, (n.vote, n.state));
+                    }
+                    self.out_of_election.remove(&from);
+                    return None;
+                }
                 let settled = (n.vote, n.state);
                 if n.election_epoch == self.logical_clock {
                     self.recv.insert(from, settled);
@@ -234,7 +260,8 @@ impl Election {
     /// leads, or be this server in this very round.
     fn leader_confirmed_in_round(&self, core: &Core, leader: PeerId, election_epoch: u64) -> bool {
         if leader == core.id() {
-            return self.logical_clock == election_epoch;
+            // An abstaining server never leads, whatever stale votes for it say.
+            return !core.abstaining() && self.logical_clock == election_epoch;
         }
         self.recv
             .get(&leader)
@@ -250,7 +277,7 @@ impl Election {
         election_epoch: u64,
     ) -> bool {
         if leader == core.id() {
-            return self.logical_clock == election_epoch;
+            return !core.abstaining() && self.logical_clock == election_epoch;
         }
         self.out_of_election
             .get(&leader)

@@ -20,7 +20,13 @@ impl Node {
         check_core(&self.core).map_err(fail)?;
         match &self.role {
             Role::Looking => Ok(()),
-            Role::Leading(l) => check_leader(&self.core, l).map_err(fail),
+            Role::Leading(l) => {
+                // A voter whose log may have lost acknowledged writes never leads.
+                if self.core.abstaining() {
+                    return Err(fail("leading while abstaining after a tail cut".into()));
+                }
+                check_leader(&self.core, l).map_err(fail)
+            }
             Role::Learning(l) => check_learner(&self.core, l).map_err(fail),
         }
     }

@@ -4,7 +4,8 @@
 //! FOLLOWERINFO ─ LEADERINFO(e) ─▶ persist acceptedEpoch = e ─ durable ─▶ ACKEPOCH
 //!   ─ DIFF | TRUNC | SNAP, PROPOSALs, COMMIT ─▶ logged (store operations, in order)
 //!   ─ NEWLEADER(e) ─▶ persist currentEpoch = e (after everything before it) ─ durable ─▶ ACK
-//!   ─ UPTODATE ─▶ serving; PROPOSAL ─▶ log ─ durable ─▶ ACK; COMMIT ─▶ apply
+//!   ─ UPTODATE ─▶ serving (and, after a tail cut at recovery, clear the tailCut marker);
+//!     PROPOSAL ─▶ log ─ durable ─▶ ACK; COMMIT ─▶ apply
 //! ```
 //! NEWLEADER is acknowledged only once the synchronized history is durable: store operations
 //! complete in order, and the current epoch is written after the history (ZOOKEEPER-3911, and the
@@ -181,6 +182,9 @@ impl Learner {
                     return Self::anomaly(core, format!("UPTODATE in phase {:?}", self.phase));
                 }
                 self.phase = Phase::Serving;
+                // Its log holds the leader's history durably (NEWLEADER was acknowledged only
+                // then): a tail cut at recovery is made good, so it may vote again.
+                core.synchronized();
                 let (leader, epoch) = (self.leader, core.current_epoch);
                 core.out.push(Action::Role(if self.observer {
                     RoleChange::Observing { leader, epoch }

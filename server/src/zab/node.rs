@@ -29,6 +29,18 @@ pub struct DurableState {
     pub snapshot_zxid: Zxid,
     /// The log records after `snapshot_zxid`, in order.
     pub entries: Vec<Entry>,
+    /// Recovery cut a non-empty tail off the log, at this start or an earlier one, and the server
+    /// has not synchronized with a leader since (the runtime's `tailCut` marker, written before
+    /// the cut). The cut may have removed records this server acknowledged (a disk that damaged
+    /// or lost them after they were synced), so its log may lack committed writes: until it has
+    /// synchronized, it **abstains** from elections. It announces a vote for nobody
+    /// ([`Vote::NONE`]) in every notification, never proposes or settles on itself, and follows
+    /// only a leader that a quorum of *other* voters follows, with that leader saying it leads.
+    /// Once it is up to date with that leader (UPTODATE, after its NEWLEADER acknowledgement
+    /// waited for the synchronized history to be durable), the core issues
+    /// [`StoreOp::ClearTailCut`] and it votes again. A server that is the only voter has no one
+    /// to synchronize from: it warns and clears the mark at once.
+    pub tail_cut: bool,
 }
 
 /// An event for [`Node::step`].
@@ -86,6 +98,10 @@ pub enum StoreOp {
         /// The current epoch.
         current: u32,
     },
+    /// Durably remove the `tailCut` marker ([`DurableState::tail_cut`]): the server synchronized
+    /// with a leader, and everything before this operation (the synchronized history, the
+    /// current epoch) is durable first, by the order of store operations.
+    ClearTailCut,
 }
 
 /// A role change the runtime acts on.
@@ -192,6 +208,9 @@ pub struct Status {
     pub election_epoch: u64,
     /// Protocol anomalies seen (see [`Node::anomalies`]).
     pub anomalies: u64,
+    /// Abstaining from elections after recovery cut a non-empty tail off its log, until it has
+    /// synchronized with a leader ([`DurableState::tail_cut`]).
+    pub abstaining: bool,
     /// As leader: learners connected (voters, observers).
     pub learners: (usize, usize),
     /// As leader: learners that acknowledged NEWLEADER and so receive every commit (voters,
@@ -213,6 +232,7 @@ pub(crate) enum PendingKind {
     Truncate { after: Zxid },
     Install { zxid: Zxid },
     Epochs { accepted: u32, current: u32 },
+    ClearTailCut,
 }
 
 /// The state every role shares: configuration, epochs, the log and its durability, the outbox.
@@ -239,6 +259,9 @@ pub(crate) struct Core {
     /// correct leader there are none; the simulator fails on any.
     pub(crate) anomalies: u64,
     pub(crate) last_anomaly: Option<String>,
+    /// The log may lack records this server acknowledged, until it synchronizes with a leader
+    /// ([`DurableState::tail_cut`]). Cleared (in memory) when [`StoreOp::ClearTailCut`] is issued.
+    pub(crate) tail_cut: bool,
 }
 
 impl Core {
@@ -248,6 +271,31 @@ impl Core {
 
     pub(crate) fn is_voter(&self) -> bool {
         self.cfg.is_voter(self.cfg.id)
+    }
+
+    /// A voter that must not vote or lead until it has synchronized
+    /// ([`DurableState::tail_cut`]). (An observer's votes never count anyway; a sole voter clears
+    /// the mark at start.)
+    pub(crate) fn abstaining(&self) -> bool {
+        self.tail_cut && self.is_voter()
+    }
+
+    /// Synchronized with a leader: the log holds the leader's history durably, so any record a
+    /// tail cut removed is back if it was committed. Issues the marker's removal, after everything
+    /// stored before.
+    pub(crate) fn synchronized(&mut self) {
+        if self.tail_cut {
+            tracing::info!(
+                server = self.cfg.id,
+                "synchronized with the leader after a tail cut: voting again"
+            );
+            self.clear_tail_cut();
+        }
+    }
+
+    fn clear_tail_cut(&mut self) {
+        self.tail_cut = false;
+        self.store(StoreOp::ClearTailCut);
     }
 
     pub(crate) fn send(&mut self, to: PeerId, msg: Message) {
@@ -268,6 +316,7 @@ impl Core {
                 accepted: *accepted,
                 current: *current,
             },
+            StoreOp::ClearTailCut => PendingKind::ClearTailCut,
         };
         self.pending.push_back(PendingOp { seq, kind });
         self.out.push(Action::Store { seq, op });
@@ -354,6 +403,7 @@ impl Core {
                 PendingKind::Epochs { accepted, current } => {
                     self.durable_epochs = (accepted, current);
                 }
+                PendingKind::ClearTailCut => {}
             }
         }
         self.recompute_durable();
@@ -368,7 +418,9 @@ impl Core {
             match op.kind {
                 PendingKind::Truncate { after } => d = d.min(after),
                 PendingKind::Install { .. } => d = Zxid::ZERO,
-                PendingKind::Append { .. } | PendingKind::Epochs { .. } => {}
+                PendingKind::Append { .. }
+                | PendingKind::Epochs { .. }
+                | PendingKind::ClearTailCut => {}
             }
         }
         self.durable = d;
@@ -446,7 +498,34 @@ impl Node {
             out: Vec::new(),
             anomalies: 0,
             last_anomaly: None,
+            tail_cut: durable.tail_cut,
         };
+        if core.tail_cut {
+            if core.is_voter() && core.cfg.voters.len() == 1 {
+                // No one to synchronize from, and no quorum without it: go on with what is left.
+                tracing::warn!(
+                    server = core.cfg.id,
+                    last_zxid = %last,
+                    "recovery cut a non-empty tail off the log of the only voter: acknowledged \
+                     writes in it may be lost, and there is no other voter to recover them from"
+                );
+                core.clear_tail_cut();
+            } else if core.is_voter() {
+                tracing::warn!(
+                    server = core.cfg.id,
+                    last_zxid = %last,
+                    "recovery cut a non-empty tail off the log (now or at an earlier start): \
+                     abstaining from elections until synchronized with a leader"
+                );
+            } else {
+                tracing::warn!(
+                    server = core.cfg.id,
+                    last_zxid = %last,
+                    "recovery cut a non-empty tail off the observer's log (now or at an earlier \
+                     start): it catches up from the leader"
+                );
+            }
+        }
         let mut election = Election::new(&core.cfg);
         election.start(&mut core);
         Ok(Node {
@@ -574,6 +653,7 @@ impl Node {
             committed_zxid: self.core.log.committed(),
             election_epoch: self.election.logical_clock,
             anomalies: self.core.anomalies,
+            abstaining: self.core.abstaining(),
             learners: self.learner_counts(false),
             synced_learners: self.learner_counts(true),
         }
@@ -722,6 +802,10 @@ impl Node {
     /// quorum agree, and it can never join.
     fn reported_vote(&self) -> Option<(Vote, u64)> {
         let (mut vote, round) = self.election.decided?;
+        if self.core.abstaining() {
+            // Following, but not synchronized yet: its vote must not help anyone to a quorum.
+            return Some((Vote::NONE, round));
+        }
         let adopted = match &self.role {
             Role::Looking => false,
             Role::Leading(l) => l.syncing,

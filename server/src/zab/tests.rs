@@ -25,6 +25,7 @@ fn durable(accepted: u32, current: u32, zxids: &[(u32, u32)]) -> DurableState {
         current_epoch: current,
         snapshot_zxid: Zxid::ZERO,
         entries: zxids.iter().map(|&(e, c)| entry(e, c)).collect(),
+        tail_cut: false,
     }
 }
 
@@ -77,6 +78,8 @@ struct Harness {
     lose: Vec<(PeerId, MessageFilter)>,
     /// Reads confirmed (read index), per server, in order.
     confirmed: BTreeMap<PeerId, Vec<u64>>,
+    /// Every action of each server, in order.
+    actions: BTreeMap<PeerId, Vec<Action>>,
 }
 
 impl Harness {
@@ -105,6 +108,7 @@ impl Harness {
             installed: BTreeMap::new(),
             lose: Vec::new(),
             confirmed: BTreeMap::new(),
+            actions: BTreeMap::new(),
         };
         for (i, id) in voters.iter().chain(observers).enumerate() {
             let mut cfg = Config::new(*id, vs.clone(), os.clone());
@@ -134,6 +138,10 @@ impl Harness {
         let node = &self.nodes[&id];
         node.check_invariants().unwrap();
         assert_eq!(node.anomalies().0, 0, "{:?}", node.anomalies().1);
+        self.actions
+            .entry(id)
+            .or_default()
+            .extend(actions.iter().cloned());
         for a in actions.iter().cloned() {
             match a {
                 Action::Send { to, msg } => {
@@ -1162,4 +1170,180 @@ fn a_deposed_leader_never_confirms_a_read() {
     h.confirm(new, 3).unwrap();
     h.settle();
     assert_eq!(h.confirmed(new), [3]);
+}
+
+/// Where in `id`'s actions the first one matching `f` is.
+fn action_position(h: &Harness, id: PeerId, f: impl Fn(&Action) -> bool) -> Option<usize> {
+    h.actions.get(&id).and_then(|a| a.iter().position(f))
+}
+
+fn is_newleader_ack(a: &Action) -> bool {
+    matches!(a, Action::Send { msg: Message::Peer { packet: Packet::Ack { zxid }, .. }, .. } if zxid.counter() == 0)
+}
+
+fn clears_tail_cut(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Store {
+            op: StoreOp::ClearTailCut,
+            ..
+        }
+    )
+}
+
+fn tail_cut(mut d: DurableState) -> DurableState {
+    d.tail_cut = true;
+    d
+}
+
+/// Reliability defect 4 (protocol-aware recovery, FAST'18): write 1:2 was committed by leader 1
+/// with 2's acknowledgement; at 2's restart, recovery cut the tail of its log holding 1:2 (its
+/// disk damaged it after it was synced); 3 never had it. With 1 down, 2 and 3 must not elect:
+/// before, they did, and leader 3 went on without the committed write. Once 1 is back, 1 leads
+/// with 1:2, and 2 clears its mark only after its synchronized history is durable.
+#[test]
+fn a_voter_that_cut_its_tail_abstains_until_synced_and_the_committed_write_survives() {
+    let states = [
+        durable(1, 1, &[(1, 1), (1, 2)]),
+        tail_cut(durable(1, 1, &[(1, 1)])),
+        durable(1, 1, &[(1, 1)]),
+    ];
+    let mut h = Harness::new(&[1, 2, 3], &[], &states);
+    assert!(h.nodes[&2].status().abstaining);
+    assert!(!h.nodes[&3].status().abstaining);
+    h.isolated.insert(1);
+    h.tick(300);
+    for s in h.statuses() {
+        assert_eq!(s.state, ServerState::Looking, "{:?}", h.statuses());
+    }
+    // Every notification 2 sent backs nobody.
+    let votes: Vec<Vote> = notifications_sent_by(&h, 2).map(|n| n.vote).collect();
+    assert!(!votes.is_empty());
+    assert!(votes.iter().all(|v| *v == Vote::NONE), "{votes:?}");
+    assert!(action_position(&h, 2, clears_tail_cut).is_none());
+
+    h.isolated.clear();
+    let leader = h.elect();
+    assert_eq!(leader, 1, "{:?}", h.statuses());
+    for id in [1, 2, 3] {
+        assert_eq!(h.applied_zxids(id), [z(1, 1), z(1, 2)], "server {id}");
+    }
+    assert!(!h.nodes[&2].status().abstaining);
+    // The mark goes after the NEWLEADER acknowledgement, which waited for the synchronized
+    // history and the new current epoch to be durable; store operations complete in order.
+    let ack = action_position(&h, 2, is_newleader_ack).expect("2 acknowledged NEWLEADER");
+    let clear = action_position(&h, 2, clears_tail_cut).expect("2 cleared its mark");
+    assert!(
+        ack < clear,
+        "cleared at {clear}, NEWLEADER acknowledged at {ack}"
+    );
+    let stores: Vec<&StoreOp> = h.actions[&2]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Store { op, .. } => Some(op),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stores
+            .iter()
+            .filter(|op| ***op == StoreOp::ClearTailCut)
+            .count(),
+        1
+    );
+    let epoch_at = stores
+        .iter()
+        .position(|op| matches!(op, StoreOp::Epochs { current: 2, .. }))
+        .unwrap();
+    let clear_at = stores
+        .iter()
+        .position(|op| **op == StoreOp::ClearTailCut)
+        .unwrap();
+    assert!(epoch_at < clear_at, "{stores:?}");
+    for id in [1, 3] {
+        assert!(action_position(&h, id, clears_tail_cut).is_none());
+    }
+    // Synchronized, 2 votes again: with 1 down, 2 and 3 (both with 1:2 now) elect, and the
+    // committed history is kept.
+    h.isolated.insert(1);
+    h.tick(40);
+    let leader = h.elect();
+    assert_ne!(leader, 1);
+    let zxid = h.propose(leader, "after");
+    h.settle();
+    for id in [2, 3] {
+        assert_eq!(h.applied_zxids(id), [z(1, 1), z(1, 2), zxid], "server {id}");
+    }
+}
+
+/// An abstaining voter is never elected, even with the longest log, and never settles from
+/// looking votes: it joins the leader the others elected, and truncates what that leader lacks.
+#[test]
+fn an_abstaining_voter_with_the_longest_log_is_not_elected() {
+    let states = [
+        durable(1, 1, &[(1, 1), (1, 2)]),
+        tail_cut(durable(1, 1, &[(1, 1), (1, 2), (1, 3)])),
+        durable(1, 1, &[(1, 1)]),
+    ];
+    let mut h = Harness::new(&[1, 2, 3], &[], &states);
+    let leader = h.elect();
+    assert_eq!(leader, 1, "{:?}", h.statuses());
+    assert_eq!(
+        h.roles[&2].first(),
+        Some(&RoleChange::Following {
+            leader: 1,
+            epoch: 2
+        })
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(h.applied_zxids(id), [z(1, 1), z(1, 2)], "server {id}");
+        assert_eq!(h.nodes[&id].status().last_zxid, z(1, 2), "server {id}");
+    }
+    assert!(!h.nodes[&2].status().abstaining);
+    assert!(action_position(&h, 2, clears_tail_cut).is_some());
+}
+
+/// Voters that abstain announce votes for nobody; those votes must not add up to a quorum for
+/// nobody, for the voters or for an observer (which adopts voters' votes).
+#[test]
+fn abstaining_voters_votes_for_nobody_never_elect_anyone() {
+    let states = [
+        tail_cut(durable(1, 1, &[(1, 1)])),
+        tail_cut(durable(1, 1, &[(1, 1)])),
+        durable(1, 1, &[(1, 1)]),
+    ];
+    let mut h = Harness::new(&[1, 2, 3], &[4], &states);
+    h.tick(200);
+    for s in h.statuses() {
+        assert_eq!(s.state, ServerState::Looking, "{:?}", h.statuses());
+    }
+}
+
+/// A sole voter has no one to synchronize from: it warns and goes on (and leads); an observer
+/// with a cut tail clears its mark once synchronized.
+#[test]
+fn a_sole_voter_goes_on_after_a_tail_cut_and_an_observer_clears_its_mark_when_synced() {
+    let states = [
+        tail_cut(durable(1, 1, &[(1, 1)])),
+        tail_cut(durable(1, 1, &[])),
+    ];
+    let mut h = Harness::new(&[1], &[2], &states);
+    assert!(!h.nodes[&1].status().abstaining);
+    assert!(!h.nodes[&2].status().abstaining);
+    let leader = h.elect();
+    assert_eq!(leader, 1);
+    assert_eq!(action_position(&h, 1, clears_tail_cut), Some(0));
+    assert!(action_position(&h, 2, clears_tail_cut).is_some());
+    assert_eq!(h.applied_zxids(2), [z(1, 1)]);
+}
+
+fn notifications_sent_by(h: &Harness, id: PeerId) -> impl Iterator<Item = Notification> + '_ {
+    h.sent
+        .get(&id)
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, m)| match m {
+            Message::Notification(n) => Some(*n),
+            _ => None,
+        })
 }

@@ -14,7 +14,9 @@ use rookery_server::zab::{
     StoreOp, Zxid,
 };
 
-use crate::disk::{decode_history, encode_history, Disk};
+use crate::disk::{
+    clear_tail_cut_mark, damage_last_synced_batch, decode_history, encode_history, Disk,
+};
 use crate::invariants::{Acknowledged, ClientOrder, CommonHistory, SingleLeaderPerEpoch};
 use crate::network::{LinkFaults, Network};
 
@@ -46,6 +48,10 @@ pub(crate) struct Stats {
     pub(crate) duplicated: u64,
     pub(crate) crashes: u64,
     pub(crate) torn_crashes: u64,
+    /// Crashes after which the disk damaged the last batch of the log although it was synced.
+    pub(crate) synced_tails_damaged: u64,
+    /// Starts with the tail-cut mark set: the server abstains until it has synchronized.
+    pub(crate) abstaining_starts: u64,
     pub(crate) partitions: u64,
     pub(crate) epochs: u64,
     pub(crate) committed: u64,
@@ -68,6 +74,8 @@ impl Stats {
         self.duplicated += o.duplicated;
         self.crashes += o.crashes;
         self.torn_crashes += o.torn_crashes;
+        self.synced_tails_damaged += o.synced_tails_damaged;
+        self.abstaining_starts += o.abstaining_starts;
         self.partitions += o.partitions;
         self.epochs += o.epochs;
         self.committed += o.committed;
@@ -139,6 +147,9 @@ struct Slot {
     latency: (u64, u64),
     /// Crash in the middle of the next batch of store operations.
     crash_in_store: bool,
+    /// Its disk damaged synced data of its log's tail, and it has not synchronized since (its
+    /// tail-cut mark is still set).
+    tail_damaged: bool,
 }
 
 struct Client {
@@ -256,6 +267,7 @@ impl Sim {
                     incarnation: 0,
                     latency: (1, 8),
                     crash_in_store: false,
+                    tail_damaged: false,
                 },
             );
         }
@@ -435,6 +447,11 @@ impl Sim {
         }
         let recovered = Disk::recover(slot.backend.clone())
             .map_err(|e| format!("server {id} cannot recover its disk: {e}"))?;
+        if recovered.durable.tail_cut {
+            self.stats.abstaining_starts += 1;
+        } else {
+            slot.tail_damaged = false;
+        }
         let mut cfg = slot.cfg.clone();
         cfg.seed = seed;
         let node = Node::new(cfg, recovered.durable.clone())
@@ -444,12 +461,17 @@ impl Sim {
         let inc = slot.incarnation;
         let d = &recovered.durable;
         let line = format!(
-            "start {id} (incarnation {inc}): epochs {}/{}, snapshot {}, {} log entries to {}",
+            "start {id} (incarnation {inc}): epochs {}/{}, snapshot {}, {} log entries to {}{}",
             d.accepted_epoch,
             d.current_epoch,
             d.snapshot_zxid,
             d.entries.len(),
-            d.entries.last().map_or(d.snapshot_zxid, |e| e.zxid)
+            d.entries.last().map_or(d.snapshot_zxid, |e| e.zxid),
+            if d.tail_cut {
+                ", tail cut: abstaining"
+            } else {
+                ""
+            }
         );
         slot.host = Some(Host {
             node,
@@ -622,6 +644,10 @@ impl Sim {
         host.disk
             .execute(&just_ops)
             .map_err(|e| format!("server {id}: storage failed without a fault: {e}"))?;
+        if just_ops.contains(&StoreOp::ClearTailCut) {
+            self.slots.get_mut(&id).unwrap().tail_damaged = false;
+            self.note(format!("{id} synchronized after a tail cut: mark cleared"));
+        }
         self.step(id, Input::Persisted { seq: last })
     }
 
@@ -889,6 +915,12 @@ impl Sim {
         let crash_seed = self.rng.gen();
         let fail_after = self.rng.gen_range(0..40);
         let downtime = self.rng.gen_range(1..=40) * TICK;
+        // Now and then the disk also damages the synced last batch of the log, which may hold
+        // acknowledged writes; recovery cuts it as a torn tail. At most one server at a time
+        // carries such a cut without having synchronized since (a minority): with a quorum of
+        // them, committed writes could be gone from every copy, which nothing can recover.
+        let damaged_elsewhere = self.slots.values().any(|s| s.tail_damaged);
+        let damage = !damaged_elsewhere && self.rng.gen_bool(0.3);
         let slot = self.slots.get_mut(&id).unwrap();
         slot.crash_in_store = false;
         let Some(mut host) = slot.host.take() else {
@@ -907,6 +939,15 @@ impl Sim {
             let _ = host.disk.execute(&ops);
         }
         slot.backend = slot.backend.crash(crash_seed);
+        let damaged = if damage {
+            damage_last_synced_batch(&slot.backend)
+        } else {
+            None
+        };
+        if damaged.is_some() {
+            slot.tail_damaged = true;
+            self.stats.synced_tails_damaged += 1;
+        }
         self.stats.crashes += 1;
         if torn {
             self.stats.torn_crashes += 1;
@@ -925,11 +966,36 @@ impl Sim {
         let at = self.now + downtime;
         self.pending.retain(|(leader, _, _), _| *leader != id);
         self.note(format!(
-            "crash {id} ({} store ops pending, {}), restart at {at}",
+            "crash {id} ({} store ops pending, {}), restart at {at}{}",
             ops.len(),
-            ["lost before any I/O", "torn before sync", "stopped mid-I/O"][mode]
+            ["lost before any I/O", "torn before sync", "stopped mid-I/O"][mode],
+            damaged.map_or(String::new(), |(a, b)| format!(
+                "; its disk damaged the synced batch {a}..={b}"
+            ))
         ));
         self.schedule(at, Event::Restart(id));
+    }
+
+    /// Stops server `id` without a crash (its disk keeps everything) and starts it again.
+    fn operator_restart(&mut self, id: PeerId) -> Result<(), String> {
+        if self.slots.get_mut(&id).unwrap().host.take().is_none() {
+            return Ok(());
+        }
+        for other in self.up() {
+            let at = self.now + self.rng.gen_range(1..=TICK);
+            self.schedule(
+                at,
+                Event::Lost {
+                    to: other,
+                    peer: id,
+                },
+            );
+        }
+        self.pending.retain(|(leader, _, _), _| *leader != id);
+        self.note(format!(
+            "operator removes {id}'s tail-cut mark (a power failure's) and restarts it"
+        ));
+        self.start(id)
     }
 
     fn heal(&mut self) -> Result<(), String> {
@@ -945,6 +1011,19 @@ impl Sim {
             .collect();
         for id in down {
             self.start(id)?;
+        }
+        // The operator's part: a server that cut a torn tail abstains until it synchronizes,
+        // and with too many of them nobody can be elected (the price of never letting a cut of
+        // acknowledged records help elect a leader without them). The operator, who knows which
+        // cuts came from power failures (writes never synced, so never acknowledged) and which
+        // from a damaged disk, removes the marks of the former and restarts those servers, as
+        // docs/operations.md says. Servers whose disk damaged synced data keep theirs.
+        let ids: Vec<PeerId> = self.slots.keys().copied().collect();
+        for id in ids {
+            let slot = &self.slots[&id];
+            if !slot.tail_damaged && clear_tail_cut_mark(&slot.backend) {
+                self.operator_restart(id)?;
+            }
         }
         self.phase = Phase::Liveness {
             healed_at: self.now,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rookery_server::storage::epoch::{self, Epochs};
-use rookery_server::storage::txn_log::TxnLog;
-use rookery_server::storage::{atomic, recovery, MemBackend, StorageError};
+use rookery_server::storage::txn_log::{self, TxnLog};
+use rookery_server::storage::{atomic, recovery, tail_cut, MemBackend, StorageError};
 use rookery_server::zab::{DurableState, Entry, StoreOp, Zxid};
 
 const DATA: &str = "/data";
@@ -81,11 +81,13 @@ impl Disk {
         };
         let snapshot_zxid = image.last().map_or(Zxid::ZERO, |e| e.zxid);
         let mut entries = Vec::new();
-        let replay = recovery::replay_log(
+        // As the runtime does: a non-empty tail is marked (durably) before it is cut, and the
+        // mark, from this start or an earlier one, makes the member abstain until it synchronizes.
+        let replay = recovery::replay_log_marking_cuts(
             &backend,
             Path::new(LOG),
+            data,
             snapshot_zxid.to_i64(),
-            true,
             |_, rec, payload| {
                 entries.push(Entry {
                     zxid: Zxid::from_i64(rec.zxid),
@@ -94,6 +96,7 @@ impl Disk {
                 Ok(())
             },
         )?;
+        let tail_cut = tail_cut::read(&backend, data)?.is_some();
         let log = TxnLog::open(
             Arc::new(backend.clone()),
             Path::new(LOG),
@@ -112,6 +115,7 @@ impl Disk {
                 current_epoch: epochs.current,
                 snapshot_zxid,
                 entries,
+                tail_cut,
             },
             image,
         })
@@ -147,9 +151,52 @@ impl Disk {
                     epoch::write(&self.backend, data, self.epochs, new)?;
                     self.epochs = new;
                 }
+                StoreOp::ClearTailCut => {
+                    // After everything logged before it, as the runtime's writer does.
+                    self.log.sync()?;
+                    tail_cut::clear(&self.backend, data)?;
+                }
             }
         }
         self.log.sync()?;
         Ok(())
     }
+}
+
+/// Damages the last batch of the log on `backend` after it was synced (a disk that loses or
+/// garbles data it had reported durable): the batch's first record is overwritten with garbage,
+/// so recovery takes the batch for a torn write and cuts it, though it may hold acknowledged
+/// records. Only when the log ends cleanly (a torn tail after it would make the damage look like
+/// mid-history corruption). Returns the zxids of the batch, if it damaged one.
+pub(crate) fn damage_last_synced_batch(backend: &MemBackend) -> Option<(Zxid, Zxid)> {
+    let dir = Path::new(LOG);
+    let (first, name) = txn_log::list_segments(backend, dir).ok()?.pop()?;
+    let path = dir.join(&name);
+    let bytes = backend.contents(&path)?;
+    let scan = txn_log::scan(&path, &bytes, first).ok()?;
+    if scan.torn.is_some() || scan.torn_header {
+        return None;
+    }
+    let last = scan.seals.last()?;
+    let start = last.batch_start as usize;
+    let records: Vec<_> = scan
+        .records
+        .iter()
+        .filter(|r| r.offset >= start && r.offset < last.offset)
+        .collect();
+    let (head, tail) = (records.first()?, records.last()?);
+    backend.corrupt(&path, head.offset, &vec![0x5a; head.end() - head.offset]);
+    Some((Zxid::from_i64(head.zxid), Zxid::from_i64(tail.zxid)))
+}
+
+/// Removes the tail-cut mark from `backend`, as an operator would by hand; whether there was one.
+pub(crate) fn clear_tail_cut_mark(backend: &MemBackend) -> bool {
+    let data = Path::new(DATA);
+    let marked = tail_cut::read(backend, data)
+        .expect("the mark reads")
+        .is_some();
+    if marked {
+        tail_cut::clear(backend, data).expect("the mark is removed");
+    }
+    marked
 }
