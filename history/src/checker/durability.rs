@@ -271,7 +271,7 @@ mod tests {
             member(1, 6, 2, &[]),
         ]));
         assert_eq!(d.lost, 1);
-        let kinds: Vec<_> = d.anomalies.iter().map(|a| a.kind.as_str()).collect();
+        let kinds = crate::checker::testutil::kinds(&d.anomalies);
         assert!(kinds.contains(&"replicas-diverge"), "{kinds:?}");
         assert!(kinds.contains(&"lost-create"), "{kinds:?}");
     }

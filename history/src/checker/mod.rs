@@ -135,7 +135,13 @@ pub fn describe(op: &Op) -> String {
 pub(crate) mod testutil {
     //! Building histories by hand.
 
+    use super::Anomaly;
     use crate::history::{Call, History, Op, Outcome, Process, Reply, ServerError};
+
+    /// The kinds of `anomalies`, in order.
+    pub(crate) fn kinds(anomalies: &[Anomaly]) -> Vec<&str> {
+        anomalies.iter().map(|a| a.kind.as_str()).collect()
+    }
 
     /// Builds a history; ops get invocation sequence numbers in the order given and
     /// completion sequence numbers from their completion times.

@@ -194,12 +194,8 @@ pub fn check(history: &History) -> Vec<Anomaly> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::testutil::Builder;
+    use crate::checker::testutil::{kinds, Builder};
     use crate::history::{FinalState, MemberState, ServerError};
-
-    fn kinds(a: &[Anomaly]) -> Vec<&str> {
-        a.iter().map(|a| a.kind.as_str()).collect()
-    }
 
     #[test]
     fn distinct_growing_numbers_are_clean() {

@@ -104,11 +104,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::testutil::Builder;
-
-    fn kinds(a: &[Anomaly]) -> Vec<&str> {
-        a.iter().map(|a| a.kind.as_str()).collect()
-    }
+    use crate::checker::testutil::{kinds, Builder};
 
     #[test]
     fn in_order_replies_and_growing_zxids_are_clean() {
