@@ -331,6 +331,16 @@ impl Ensemble {
             .expect("start the ensemble with proxied")
     }
 
+    /// The proxies of the connections member `from` opens to member `to` (to its quorum port
+    /// and to its election port); empty when the ensemble is not proxied or `from == to`.
+    pub fn links(&self, from: usize, to: usize) -> Vec<&Proxy> {
+        self.proxies
+            .iter()
+            .filter(|(f, t, _, _)| *f == from && *t == to)
+            .map(|(_, _, _, p)| p)
+            .collect()
+    }
+
     /// Every member's log, for failure messages.
     pub fn logs(&self) -> String {
         self.members

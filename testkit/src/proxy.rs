@@ -3,13 +3,16 @@
 //! Modes: pass-through; [`Proxy::drop_all`] (close every connection now);
 //! [`Proxy::blackhole`] (accept connections and keep them open, but forward nothing either
 //! way); [`Proxy::hold_replies`] (forward requests, swallow replies; [`Proxy::hold_replies_after`]
-//! lets a number of replies through first); [`Proxy::refuse`] (close
-//! every connection, and each new one at once); [`Proxy::restore`] (pass-through again,
-//! closing the connections that lost bytes).
+//! lets a number of replies through first); [`Proxy::hold_requests`] (the other way round:
+//! swallow requests, forward replies: a one-way cut); [`Proxy::set_delay`] (hold each chunk
+//! before forwarding it: a slow link); [`Proxy::refuse`] (close every connection, and each new
+//! one at once); [`Proxy::restore`] (pass-through again, closing the connections that lost
+//! bytes).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -29,6 +32,8 @@ struct Shared {
     /// Replies (whole frames) still let through while `forward_down` is off.
     pass_replies: AtomicUsize,
     refuse: AtomicBool,
+    /// Milliseconds each chunk is held before it is written on (0: none).
+    delay_ms: AtomicU64,
     conns: Mutex<Vec<Conn>>,
 }
 
@@ -50,6 +55,7 @@ impl Proxy {
             forward_down: AtomicBool::new(true),
             pass_replies: AtomicUsize::new(0),
             refuse: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -106,15 +112,33 @@ impl Proxy {
         self.shared.forward_down.store(false, Ordering::SeqCst);
     }
 
+    /// Swallows what clients send and still forwards what the server sends, on current
+    /// connections; a new connection is held open and swallowed whole (it never reaches the
+    /// server). One side of a one-way cut: with [`Proxy::hold_replies`] on the links the other
+    /// way, nothing a member sends arrives while it still hears the others.
+    pub fn hold_requests(&self) {
+        self.shared.forward_up.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds each chunk read from either side `delay` before writing it on (zero: no delay),
+    /// on current and new connections: a slow link. Chunks are forwarded one after another, so
+    /// this adds `delay` of latency and caps each direction at about one 16 KiB chunk per
+    /// `delay`; nothing is lost.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Closes every connection, and each new one as soon as it is accepted.
     pub fn refuse(&self) {
         self.shared.refuse.store(true, Ordering::SeqCst);
         self.drop_all();
     }
 
-    /// Back to pass-through. Connections that lost bytes are closed.
+    /// Back to pass-through, without delay. Connections that lost bytes are closed.
     pub fn restore(&self) {
         self.shared.refuse.store(false, Ordering::SeqCst);
+        self.shared.delay_ms.store(0, Ordering::SeqCst);
         self.shared.pass_replies.store(0, Ordering::SeqCst);
         self.shared.forward_up.store(true, Ordering::SeqCst);
         self.shared.forward_down.store(true, Ordering::SeqCst);
@@ -160,12 +184,13 @@ async fn serve(client: TcpStream, shared: Arc<Shared>, tainted: Arc<AtomicBool>)
     let _ = upstream.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
-    let up = copy(cr, uw, &shared.forward_up, None, &tainted);
+    let up = copy(cr, uw, &shared.forward_up, None, &shared.delay_ms, &tainted);
     let down = copy(
         ur,
         cw,
         &shared.forward_down,
         Some(&shared.pass_replies),
+        &shared.delay_ms,
         &tainted,
     );
     tokio::join!(up, down);
@@ -218,6 +243,7 @@ async fn copy(
     mut w: OwnedWriteHalf,
     forward: &AtomicBool,
     pass: Option<&AtomicUsize>,
+    delay_ms: &AtomicU64,
     tainted: &AtomicBool,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -244,8 +270,127 @@ async fn copy(
         if send < n {
             tainted.store(true, Ordering::SeqCst);
         }
-        if send > 0 && w.write_all(&buf[..send]).await.is_err() {
-            return;
+        if send > 0 {
+            let delay = delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if w.write_all(&buf[..send]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An upstream that echoes what it reads (on the same connection) and counts the bytes.
+    async fn echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let r = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        r.fetch_add(n, Ordering::SeqCst);
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, received)
+    }
+
+    /// An upstream that sends one byte every 20 ms on each connection.
+    async fn ticker() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while s.write_all(&[7]).await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(c: &mut TcpStream, byte: u8) -> Option<Duration> {
+        let start = Instant::now();
+        c.write_all(&[byte]).await.ok()?;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(500), c.read_exact(&mut b)).await {
+            Ok(Ok(_)) if b[0] == byte => Some(start.elapsed()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delay_slows_each_direction_and_restore_ends_it() {
+        let (upstream, _) = echo_server().await;
+        let proxy = Proxy::start(upstream).await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        assert!(round_trip(&mut c, 1).await.is_some());
+        proxy.set_delay(Duration::from_millis(100));
+        let slow = round_trip(&mut c, 2)
+            .await
+            .expect("a delayed echo still arrives");
+        // Held once each way.
+        assert!(slow >= Duration::from_millis(200), "{slow:?}");
+        proxy.restore();
+        let fast = round_trip(&mut c, 3)
+            .await
+            .expect("the connection survives");
+        assert!(fast < Duration::from_millis(100), "{fast:?}");
+    }
+
+    #[tokio::test]
+    async fn held_requests_never_reach_the_server_and_taint_the_connection() {
+        let (upstream, received) = echo_server().await;
+        let proxy = Proxy::start(upstream).await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        assert!(round_trip(&mut c, 1).await.is_some());
+        proxy.hold_requests();
+        assert!(round_trip(&mut c, 2).await.is_none());
+        assert_eq!(received.load(Ordering::SeqCst), 1);
+        // A new connection is held open and swallowed.
+        let mut d = TcpStream::connect(proxy.addr).await.unwrap();
+        assert!(round_trip(&mut d, 3).await.is_none());
+        assert_eq!(received.load(Ordering::SeqCst), 1);
+        proxy.restore();
+        // Bytes were lost on both: they are closed, and a new connection passes again.
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        let mut e = TcpStream::connect(proxy.addr).await.unwrap();
+        assert!(round_trip(&mut e, 4).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn held_requests_still_let_the_server_speak() {
+        let proxy = Proxy::start(ticker().await).await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).await.unwrap();
+        proxy.hold_requests();
+        c.write_all(b"lost").await.unwrap();
+        for _ in 0..3 {
+            let tick = tokio::time::timeout(Duration::from_millis(500), c.read_exact(&mut b)).await;
+            assert!(matches!(tick, Ok(Ok(_))), "{tick:?}");
         }
     }
 }
