@@ -736,8 +736,20 @@ impl Core {
         let timeout_ms = self.cfg.negotiate_timeout_ms(req.timeout_ms);
         let read_only = req.read_only.map(|_| false);
         let now = self.now_ms();
+        // A learner looks at its own session table only after catching up with its leader
+        // (ZooKeeper's learner revalidates every resumed session): the session may have been
+        // created through another member moments ago, or closed or expired there, and this
+        // member may not have applied that yet (it may even be cut off from the leader, still
+        // within syncLimit). Without a leader to ask, the connection is closed and the client
+        // tries another member.
+        let learner = !revalidated
+            && self
+                .ensemble
+                .as_ref()
+                .and_then(|e| e.leader_to_forward())
+                .is_some();
         match self.sessions.get(req.session_id) {
-            Some(s) if s.passwd[..] == req.passwd[..] => {
+            Some(s) if s.passwd[..] == req.passwd[..] && !learner => {
                 let passwd = s.passwd;
                 if let Some(old) = self.session_conn.get(&req.session_id).copied() {
                     if old != conn_id {
@@ -754,32 +766,29 @@ impl Core {
                 }
                 self.establish(conn_id, req.session_id, timeout_ms, passwd, read_only);
             }
-            None if !revalidated
-                && self
-                    .ensemble
-                    .as_ref()
-                    .and_then(|e| e.leader_to_forward())
-                    .is_some() =>
-            {
-                // Possibly created through another member moments ago and not applied here yet
-                // (ZooKeeper's learner revalidates with its leader): catch up, then look again.
+            Some(s) if s.passwd[..] != req.passwd[..] => self.refuse(conn_id, read_only),
+            _ if learner => {
                 if let Some(conn) = self.conns.get_mut(&conn_id) {
                     conn.establishing = true;
                 }
                 self.revalidate(conn_id, req);
             }
-            _ => {
-                let resp = ConnectResponse {
-                    passwd: vec![0; 16],
-                    read_only,
-                    ..ConnectResponse::default()
-                };
-                let mut frame = Vec::new();
-                write_frame(&mut frame, |o| resp.encode(o));
-                self.send(conn_id, frame, None);
-                self.close_conn(conn_id);
-            }
+            _ => self.refuse(conn_id, read_only),
         }
+    }
+
+    /// Answers a handshake for a session that is gone (or not this client's) as ZooKeeper
+    /// does: an all-zero session, which the client reports as expired, then closes.
+    fn refuse(&mut self, conn_id: ConnId, read_only: Option<bool>) {
+        let resp = ConnectResponse {
+            passwd: vec![0; 16],
+            read_only,
+            ..ConnectResponse::default()
+        };
+        let mut frame = Vec::new();
+        write_frame(&mut frame, |o| resp.encode(o));
+        self.send(conn_id, frame, None);
+        self.close_conn(conn_id);
     }
 
     /// Binds a connection to its session and answers its handshake.
