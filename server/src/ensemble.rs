@@ -68,11 +68,14 @@ pub struct Ensemble {
     confirming: HashMap<u64, (i64, ReadWaiter)>,
     /// The last read id given to [`Node::confirm_leadership`].
     last_read_id: u64,
-    /// Handshakes naming a session this learner does not know, waiting for the leader's commit
-    /// point, per session.
+    /// Handshakes resuming a session (every one, as ZooKeeper's learner revalidates each),
+    /// waiting for the leader's commit point, per session.
     revalidating: HashMap<i64, Vec<(ConnId, ConnectRequest)>>,
     /// The same, once the leader answered: waiting to apply up to the zxid.
     revalidated: Vec<(i64, ConnId, ConnectRequest)>,
+    /// As leader: learners' revalidations of sessions closing here, answered once the close is
+    /// applied (or undone), so that the commit point they get covers it.
+    closing_revalidations: HashMap<i64, Vec<ReadWaiter>>,
     /// Zab tick length.
     pub(crate) tick_ms: u64,
     /// Actions not yet performed. Performing one can cause more: applying a commit answers a
@@ -203,6 +206,7 @@ impl Ensemble {
             last_read_id: 0,
             revalidating: HashMap::new(),
             revalidated: Vec::new(),
+            closing_revalidations: HashMap::new(),
             tick_ms: tick_ms.max(1),
             queue: VecDeque::new(),
             performing: false,
@@ -454,6 +458,7 @@ impl Core {
         }
         self.answer_syncs();
         self.finish_revalidations();
+        self.release_closing_revalidations();
         // The commits made room in the proposal window.
         self.propose_backlog();
         self.applied_since_snapshot += n;
@@ -515,7 +520,8 @@ impl Core {
         ens.revalidated.retain(|(_, c, _)| *c != conn_id);
     }
 
-    /// Asks the leader for its commit point on behalf of a handshake naming an unknown session.
+    /// Asks the leader for its commit point on behalf of a handshake resuming a session; the
+    /// leader answers after any close of the session under way there is applied.
     pub(crate) fn revalidate(&mut self, conn_id: ConnId, req: ConnectRequest) {
         let Some(leader) = self.ensemble.as_ref().and_then(Ensemble::leader_to_forward) else {
             return self.close_conn(conn_id);
@@ -537,6 +543,20 @@ impl Core {
                     seq: 0,
                 },
             );
+        }
+    }
+
+    /// As leader: answers the revalidations parked behind closes that are now applied or undone.
+    fn release_closing_revalidations(&mut self) {
+        let parked: Vec<i64> = self.ens().closing_revalidations.keys().copied().collect();
+        for session_id in parked {
+            if self.sessions.is_closing(session_id) {
+                continue;
+            }
+            let waiters = self.ens().closing_revalidations.remove(&session_id);
+            for waiter in waiters.unwrap_or_default() {
+                self.confirm_read(waiter);
+            }
         }
     }
 
@@ -581,6 +601,7 @@ impl Core {
             ens.confirming.clear();
             ens.revalidating.clear();
             ens.revalidated.clear();
+            ens.closing_revalidations.clear();
             ens.touched.clear();
             // Held-back transactions were never proposed: their clients were just dropped, and
             // an expiry among them is retried by the next leader.
@@ -699,6 +720,7 @@ impl Core {
     fn not_proposed(&mut self, closes: Option<i64>, plan: Plan) {
         if let Some(session_id) = closes {
             self.sessions.reopen(session_id);
+            self.release_closing_revalidations();
         }
         self.reject(plan);
     }
@@ -940,11 +962,23 @@ impl Core {
                     self.send_relay(from, Relay::Rejected { session_id, cxid });
                     return;
                 }
-                self.confirm_read(ReadWaiter::Remote {
+                let waiter = ReadWaiter::Remote {
                     to: from,
                     session_id,
                     cxid,
-                });
+                };
+                if cxid == REVALIDATE_CXID && self.sessions.is_closing(session_id) {
+                    // This leader already refuses the session's handshakes, but its close is
+                    // not committed yet: a commit point from now would let the learner resume
+                    // the session from a table without the close.
+                    self.ens()
+                        .closing_revalidations
+                        .entry(session_id)
+                        .or_default()
+                        .push(waiter);
+                    return;
+                }
+                self.confirm_read(waiter);
             }
             Relay::Forward {
                 session_id, cxid, ..

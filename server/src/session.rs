@@ -84,6 +84,11 @@ impl SessionTracker {
         self.sessions.get(&id).filter(|s| !s.closing)
     }
 
+    /// Whether the session exists and its close is under way (not yet applied).
+    pub fn is_closing(&self, id: i64) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.closing)
+    }
+
     /// Pushes the deadline out: any packet from the client does this.
     pub fn touch(&mut self, id: i64, now_ms: u64) -> bool {
         let tick = self.tick_ms;
