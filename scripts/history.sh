@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Long history-checking runs (history/, reliability issue #16): a real 3-member ensemble with
 # every peer link through the testkit's fault proxy, concurrent rookery-client sessions doing
-# reads, sync-reads, writes, CAS and sequential creates, faults on a seeded schedule (kill -9
-# of the leader / a random member / all members, SIGSTOP of the leader past the session
-# timeout, partitions), then every checker. Prints per run and in total: histories checked,
-# operations, faults injected by kind, anomalies found, acknowledged writes lost. Exits 1 when
-# a run found anything; a failing run prints its seed and keeps its history as JSON.
+# reads, sync-reads, writes, CAS and sequential creates, reads leaving watches, a queue,
+# multi writes and multiRead reads of a pair of registers, ephemeral nodes of sessions that are
+# closed or cut off, faults on a seeded schedule (kill -9 of the leader / a random member / all
+# members, SIGSTOP of the leader past the session timeout, partitions, one-way and partial
+# partitions, a slow leader), then every checker. Prints per run and in total: histories
+# checked, operations, faults injected by kind, anomalies found, acknowledged writes lost,
+# watches, queue items and ephemerals checked. Exits 1 when a run found anything; a failing
+# run prints its seed and keeps its history as JSON.
 #
 # Flags go to the binary (see --help); each has an environment variable:
 #   HISTORY_DURATION_S (180)  seconds of load per run
 #   HISTORY_SEED       (random) the first run's seed; run i uses seed+i
 #   HISTORY_RUNS       (1)    runs, one after the other
 #   HISTORY_FAULTS     (all)  comma list: kill-leader,kill-random,kill-all,pause-leader,
-#                             partition-leader,partition-random; or none
+#                             partition-leader,partition-random,one-way-leader,
+#                             one-way-random,partial-partition,slow-leader; or none
 #   HISTORY_MEMBERS (3), HISTORY_CLIENTS (4), HISTORY_KEYS (3), HISTORY_QUIET_MS (1000,3000),
 #   HISTORY_THINK_MS (10), HISTORY_DUMP_DIR (none: only failing runs are dumped, to $TMPDIR)
 #   HISTORY_PROFILE    (debug) or release: which build of rookery and the harness to run

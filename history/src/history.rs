@@ -39,17 +39,60 @@ pub enum Call {
     /// `create2` of a persistent sequential child `<parent>/c` whose data is `token` (unique
     /// per invocation, so the final listing tells which invocation made which node).
     CreateSeq { parent: String, token: u64 },
+    /// `getData` (or `exists`, when `exists`) of a register leaving a one-shot data watch. The
+    /// watch's delivery is a [`WatchEvent`] whose `set_by` is this operation's `invoke_seq`.
+    WatchRead { key: String, exists: bool },
+    /// `create2` of a queue item: a persistent sequential `<queue>/qn-` holding `token`
+    /// (Curator's `DistributedQueue` layout).
+    Enqueue { queue: String, token: u64 },
+    /// A consumer's `delete` of the item `<queue>/<name>`, which it picked as the lowest child
+    /// of `getChildren` and read `token` from: the item is consumed when the delete succeeds.
+    Take {
+        queue: String,
+        name: String,
+        token: u64,
+    },
+    /// `sync` of the first key, then one `multiRead` of `getData` on every key, pipelined: a
+    /// read of all the keys at one point of the member's applied history.
+    PairRead { keys: Vec<String> },
+    /// `multi`: check the first key's version, then `setData` of every key to `value`. Every
+    /// write of a pair goes through this, so the keys always hold one value and one version.
+    PairCas {
+        keys: Vec<String>,
+        expected_version: i32,
+        value: u64,
+    },
+    /// `create2` of an ephemeral node holding `token`.
+    CreateEphemeral { path: String, token: u64 },
+    /// `exists` of an ephemeral node this session created.
+    OwnEphemeral { path: String },
+    /// The harness ended the session on purpose: `close` (`abandon` false), or cut its only
+    /// connection and dropped the client so that no close is sent and the ensemble must expire
+    /// it (`abandon` true).
+    EndSession { abandon: bool },
+    /// A new client asking to resume the session of the op's `session_id` (its id and
+    /// password): success means the session is alive on the ensemble.
+    Resume,
 }
 
 impl Call {
-    /// The znode the operation touches (for a sequential create, its parent).
+    /// The znode the operation touches (for a sequential create, its parent; for a queue
+    /// operation, the queue; for a pair, its first key, which names the pair); empty for
+    /// [`Call::EndSession`] and [`Call::Resume`].
     pub fn key(&self) -> &str {
         match self {
             Call::Read { key }
             | Call::SyncRead { key }
             | Call::Write { key, .. }
-            | Call::Cas { key, .. } => key,
+            | Call::Cas { key, .. }
+            | Call::WatchRead { key, .. } => key,
             Call::CreateSeq { parent, .. } => parent,
+            Call::Enqueue { queue, .. } | Call::Take { queue, .. } => queue,
+            Call::PairRead { keys } | Call::PairCas { keys, .. } => {
+                keys.first().map(String::as_str).unwrap_or_default()
+            }
+            Call::CreateEphemeral { path, .. } | Call::OwnEphemeral { path } => path,
+            Call::EndSession { .. } | Call::Resume => "",
         }
     }
 
@@ -61,6 +104,15 @@ impl Call {
             Call::Write { .. } => "write",
             Call::Cas { .. } => "cas",
             Call::CreateSeq { .. } => "create-seq",
+            Call::WatchRead { .. } => "watch-read",
+            Call::Enqueue { .. } => "enqueue",
+            Call::Take { .. } => "take",
+            Call::PairRead { .. } => "pair-read",
+            Call::PairCas { .. } => "pair-cas",
+            Call::CreateEphemeral { .. } => "create-eph",
+            Call::OwnEphemeral { .. } => "own-eph",
+            Call::EndSession { .. } => "end-session",
+            Call::Resume => "resume",
         }
     }
 
@@ -68,8 +120,38 @@ impl Call {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            Call::Write { .. } | Call::Cas { .. } | Call::CreateSeq { .. }
+            Call::Write { .. }
+                | Call::Cas { .. }
+                | Call::CreateSeq { .. }
+                | Call::Enqueue { .. }
+                | Call::Take { .. }
+                | Call::PairCas { .. }
+                | Call::CreateEphemeral { .. }
+                | Call::EndSession { .. }
         )
+    }
+
+    /// Whether `reply` is a successful reply this call can give (anything else is a
+    /// recording or decoding fault, which the checkers report).
+    pub fn fits(&self, reply: &Reply) -> bool {
+        match (self, reply) {
+            (Call::Read { .. } | Call::SyncRead { .. }, Reply::Read { .. }) => true,
+            (Call::WatchRead { exists: false, .. }, Reply::Read { .. }) => true,
+            (Call::WatchRead { exists: true, .. }, Reply::Stat { .. }) => true,
+            (Call::Write { .. } | Call::Cas { .. }, Reply::Written { .. }) => true,
+            (
+                Call::CreateSeq { .. } | Call::Enqueue { .. } | Call::CreateEphemeral { .. },
+                Reply::Created { .. },
+            ) => true,
+            (Call::Take { .. }, Reply::Deleted) => true,
+            (Call::PairRead { keys }, Reply::Pair { reads }) => reads.len() == keys.len(),
+            (Call::PairCas { keys, .. }, Reply::PairWritten { versions, mzxids }) => {
+                versions.len() == keys.len() && mzxids.len() == keys.len()
+            }
+            (Call::OwnEphemeral { .. }, Reply::Exists { .. }) => true,
+            (Call::EndSession { .. } | Call::Resume, Reply::Done) => true,
+            _ => false,
+        }
     }
 }
 
@@ -85,8 +167,25 @@ pub enum Reply {
     },
     /// The Stat after a `setData`.
     Written { version: i32, mzxid: i64 },
-    /// The child's name (without the parent), its sequence number and its czxid.
+    /// The child's name (without the parent), its sequence number (-1 for a node that is not
+    /// sequential) and its czxid.
     Created { name: String, seq: i64, czxid: i64 },
+    /// `exists` of a register: the Stat's version and mzxid.
+    Stat { version: i32, mzxid: i64 },
+    /// A `delete` succeeded.
+    Deleted,
+    /// Each key of a pair as one `multiRead` returned it, in the call's key order.
+    Pair { reads: Vec<RegisterState> },
+    /// Each key's version and mzxid after a pair's `multi`, in the call's key order.
+    PairWritten {
+        versions: Vec<i32>,
+        mzxids: Vec<i64>,
+    },
+    /// `exists`: the node's ephemeral owner (0 for a persistent node), or `None` when there is
+    /// no node.
+    Exists { owner: Option<i64> },
+    /// The session was closed or cut off ([`Call::EndSession`]), or resumed ([`Call::Resume`]).
+    Done,
 }
 
 /// A server's error reply: the operation was not applied.
@@ -96,6 +195,8 @@ pub enum ServerError {
     BadVersion,
     NoNode,
     NodeExists,
+    /// The ensemble refused to resume a session: it has expired or was closed.
+    SessionExpired,
     /// Any other error code (with its name, for reading a dump).
     Other {
         code: i32,
@@ -170,6 +271,15 @@ pub struct RegisterState {
     pub mzxid: i64,
 }
 
+/// An ephemeral node as one member had it at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EphemeralNode {
+    /// Its data ([`GARBAGE_VALUE`] when not a token).
+    pub token: u64,
+    /// The Stat's `ephemeralOwner` (0: not ephemeral).
+    pub owner: i64,
+}
+
 /// What one member held at the end, after every fault was healed (read after `sync` through a
 /// session bound to that member alone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -182,12 +292,47 @@ pub struct MemberState {
     /// Per parent: each child's name and the token its data holds ([`crate::history::GARBAGE_VALUE`]
     /// when the data is not a token).
     pub children: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per queue: the items left after the final drain, with their tokens.
+    #[serde(default)]
+    pub queues: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per ephemeral parent: the nodes left once every workload session had ended.
+    #[serde(default)]
+    pub ephemerals: BTreeMap<String, BTreeMap<String, EphemeralNode>>,
 }
 
 /// The final state of every member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct FinalState {
     pub members: Vec<MemberState>,
+}
+
+/// How a watch ended, as the session saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "d", rename_all = "kebab-case")]
+pub enum Delivery {
+    /// The server's notification: its type (`NodeDataChanged`, ...) and the zxid in its header
+    /// (the transaction that fired it; -1 for an event fired at once by `setWatches` after a
+    /// reconnect, which ZooKeeper and Rookery send without one).
+    Fired { event: String, zxid: i64 },
+    /// The watch can no longer fire (the session ended, or the server refused to re-arm it);
+    /// the client said so.
+    Ended { reason: String },
+}
+
+/// A one-shot watch's delivery. Recorded when the harness first sees it, which it checks
+/// before recording each completion of the session: a watch the client delivered before a
+/// reply gets a smaller `seq` than that reply's completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    pub process: Process,
+    pub session_id: i64,
+    pub key: String,
+    /// The `invoke_seq` of the [`Call::WatchRead`] that set the watch.
+    pub set_by: u64,
+    /// On the run's sequence counter.
+    pub seq: u64,
+    pub at_ns: u64,
+    pub delivery: Delivery,
 }
 
 /// A whole run's history.
@@ -198,8 +343,21 @@ pub struct History {
     pub registers: Vec<String>,
     /// The parents of sequential creates.
     pub parents: Vec<String>,
+    /// Groups of registers written together by `multi` ([`Call::PairCas`]); each starts at
+    /// [`INITIAL_VALUE`], version 0, and holds one value on every key.
+    #[serde(default)]
+    pub pairs: Vec<Vec<String>>,
+    /// Queue nodes ([`Call::Enqueue`], [`Call::Take`]); drained at the end.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Parents of the sessions' ephemeral nodes.
+    #[serde(default)]
+    pub ephemeral_parents: Vec<String>,
     /// Every operation, in invocation order (`ops[i].id == i`).
     pub ops: Vec<Op>,
+    /// Every watch delivery seen, in `seq` order.
+    #[serde(default)]
+    pub watches: Vec<WatchEvent>,
     /// What the members held at the end, if the run got that far.
     pub final_state: Option<FinalState>,
 }
@@ -221,6 +379,7 @@ impl History {
             parents,
             ops,
             final_state,
+            ..Default::default()
         }
     }
 }

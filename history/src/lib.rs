@@ -1,17 +1,21 @@
 //! History checking over real `rookery` ensembles (reliability issue #16; the test plan's J1,
-//! J2, J3, J5, K1 and P1 rows at layer L2).
+//! J2, J3, J4 (as a pair invariant), J5, J6 (queue), W1 (one-shot watches), K1, K6, S1 (in
+//! part), N2, N3 (slow link) and P1 rows at layer L2).
 //!
-//! - [`history`]: the recorded operations (invocation, completion or none, result) and the
-//!   final state of every member.
+//! - [`history`]: the recorded operations (invocation, completion or none, result), watch
+//!   deliveries, and the final state of every member.
 //! - [`checker`]: pure checkers — per-key linearizability of registers (Wing–Gong–Lowe search
 //!   with memoization, indeterminate operations as in Knossos and porcupine), acknowledged
 //!   writes present at the end, unique and monotone sequential names, per-session FIFO and
-//!   zxid order.
-//! - [`workload`]: concurrent `rookery-client` sessions doing reads, sync-reads, writes, CAS
-//!   and sequential creates, recording every invocation and completion.
+//!   zxid order, watch ordering, a queue's exactly-once consumption, untorn `multi` pairs,
+//!   ephemerals and session ends.
+//! - [`workload`]: concurrent `rookery-client` sessions doing reads, sync-reads, writes, CAS,
+//!   sequential creates, watched reads, queue enqueues and takes, `multi` pair writes and
+//!   `multiRead` pair reads, each with an ephemeral node; an ephemeral slot whose sessions are
+//!   closed or cut off; recording every invocation, completion and watch delivery.
 //! - [`nemesis`]: faults on a seeded schedule: `kill -9` of the leader, of a random member, of
-//!   every member; SIGSTOP of the leader past the session timeout; partitions through the
-//!   testkit's proxies.
+//!   every member; SIGSTOP of the leader past the session timeout; full, one-way and partial
+//!   partitions and a slow leader through the testkit's proxies.
 //! - [`run`]: the harness tying them together around a `rookery_testkit::ensemble::Ensemble`.
 
 pub mod checker;

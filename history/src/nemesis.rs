@@ -3,6 +3,13 @@
 //! healed (the member restarted, resumed or reconnected) and the ensemble given time to elect
 //! a leader before the next.
 //!
+//! Network faults act on the testkit's proxies, which carry every connection one member opens
+//! to another's quorum or election port: a full cut closes them ([`Fault::PartitionLeader`],
+//! [`Fault::PartitionRandom`], and between two members only, [`Fault::PartialPartition`]); a
+//! one-way cut swallows one direction and forwards the other ([`Fault::OneWayLeader`],
+//! [`Fault::OneWayRandom`]); a slow link holds every chunk for a while
+//! ([`Fault::SlowLeader`]). Client connections are never touched here.
+//!
 //! Every wait is bounded; the four-letter-word probes (blocking socket I/O with their own
 //! timeouts) run on tokio's blocking pool.
 
@@ -33,16 +40,32 @@ pub enum Fault {
     PartitionLeader,
     /// Cut a random member off from the others.
     PartitionRandom,
+    /// One-way (N2): nothing the leader sends reaches the others (both ports, on the
+    /// connections it opened and on those they opened to it); it still hears them.
+    OneWayLeader,
+    /// One-way (N2): a random member hears nothing from the others; what it sends still
+    /// arrives.
+    OneWayRandom,
+    /// Partial (N2, a bridge): the leader and one follower cannot reach each other; both
+    /// still reach every other member.
+    PartialPartition,
+    /// A slow peer (N3): every link to and from the leader holds each chunk for a delay drawn
+    /// from `slow_ms` (latency, and a throughput cap of one chunk per delay).
+    SlowLeader,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillLeader,
         Fault::KillRandom,
         Fault::KillAll,
         Fault::PauseLeader,
         Fault::PartitionLeader,
         Fault::PartitionRandom,
+        Fault::OneWayLeader,
+        Fault::OneWayRandom,
+        Fault::PartialPartition,
+        Fault::SlowLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +76,10 @@ impl Fault {
             Fault::PauseLeader => "pause-leader",
             Fault::PartitionLeader => "partition-leader",
             Fault::PartitionRandom => "partition-random",
+            Fault::OneWayLeader => "one-way-leader",
+            Fault::OneWayRandom => "one-way-random",
+            Fault::PartialPartition => "partial-partition",
+            Fault::SlowLeader => "slow-leader",
         }
     }
 
@@ -105,6 +132,8 @@ pub struct NemesisConfig {
     pub partition_ms: (u64, u64),
     /// How long the leader stays stopped: longer than the session timeout.
     pub pause_ms: u64,
+    /// The delay a slow link adds to each chunk, drawn from this range.
+    pub slow_ms: (u64, u64),
     /// How long the ensemble may take to serve again after a fault is healed.
     pub recover_ms: u64,
 }
@@ -123,6 +152,9 @@ pub struct FaultEvent {
     pub recovered_ms: Option<u64>,
     /// Why the fault was not injected (no leader to hit), if it was not.
     pub skipped: Option<String>,
+    /// The delay of a slow link.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
 }
 
 /// The fault injector. It remembers a stopped member so that [`Nemesis::heal_all`] resumes it
@@ -194,18 +226,26 @@ impl Nemesis {
             healed_ns: start_ns,
             recovered_ms: None,
             skipped: None,
+            delay_ms: None,
         };
+        if fault == Fault::PartialPartition && ens.members.len() < 3 {
+            event.skipped = Some("a partial partition needs three members".into());
+            return event;
+        }
         let target = match fault {
-            Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader => {
-                match leader(ens, Duration::from_secs(5)).await {
-                    Some(l) => Some(l),
-                    None => {
-                        event.skipped = Some("no leader".into());
-                        return event;
-                    }
+            Fault::KillLeader
+            | Fault::PauseLeader
+            | Fault::PartitionLeader
+            | Fault::OneWayLeader
+            | Fault::PartialPartition
+            | Fault::SlowLeader => match leader(ens, Duration::from_secs(5)).await {
+                Some(l) => Some(l),
+                None => {
+                    event.skipped = Some("no leader".into());
+                    return event;
                 }
-            }
-            Fault::KillRandom | Fault::PartitionRandom => {
+            },
+            Fault::KillRandom | Fault::PartitionRandom | Fault::OneWayRandom => {
                 match ens.running().choose(&mut self.rng).copied() {
                     Some(i) => Some(i),
                     None => {
@@ -251,6 +291,58 @@ impl Nemesis {
                 let i = target.expect("a member");
                 event.members = vec![i];
                 ens.isolate(i);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::OneWayLeader | Fault::OneWayRandom => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                let others = (0..ens.members.len()).filter(|&j| j != i);
+                for j in others {
+                    // Bytes from the muted side: requests on the links it opened, replies on
+                    // the links the others opened to it.
+                    let (from, to) = if fault == Fault::OneWayLeader {
+                        (i, j)
+                    } else {
+                        (j, i)
+                    };
+                    for p in ens.links(from, to) {
+                        p.hold_requests();
+                    }
+                    for p in ens.links(to, from) {
+                        p.hold_replies();
+                    }
+                }
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::PartialPartition => {
+                let i = target.expect("a member");
+                let others: Vec<usize> = (0..ens.members.len()).filter(|&j| j != i).collect();
+                let Some(&j) = others.choose(&mut self.rng) else {
+                    event.skipped = Some("no other member".into());
+                    return event;
+                };
+                event.members = vec![i, j];
+                for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+                    p.refuse();
+                }
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::SlowLeader => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                let delay = self.draw(self.cfg.slow_ms);
+                event.delay_ms = Some(delay.as_millis() as u64);
+                for j in (0..ens.members.len()).filter(|&j| j != i) {
+                    for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+                        p.set_delay(delay);
+                    }
+                }
                 let held = self.draw(self.cfg.partition_ms);
                 tokio::time::sleep(held).await;
                 ens.heal();

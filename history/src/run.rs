@@ -40,12 +40,19 @@ pub struct RunConfig {
     pub op_timeout_ms: u64,
     pub think_ms: u64,
     pub max_batch: usize,
+    /// Sessions of the ephemeral slot (K6, S1): each connects through a proxy of its own,
+    /// makes an ephemeral node, and is closed or cut off after a short life.
+    pub ephemeral_clients: usize,
+    /// A workload session closes itself after a batch with probability 1 in this (0: never).
+    pub end_session_every: u32,
     pub mix: Mix,
     pub faults: Vec<Fault>,
     pub quiet_ms: (u64, u64),
     pub down_ms: (u64, u64),
     pub partition_ms: (u64, u64),
     pub pause_ms: u64,
+    /// The delay a slow link adds per chunk.
+    pub slow_ms: (u64, u64),
     pub recover_ms: u64,
     /// No fault starts in the last `tail_ms` of the load: the end shows the ensemble serving
     /// again.
@@ -74,12 +81,15 @@ impl RunConfig {
             op_timeout_ms: 10_000,
             think_ms: 10,
             max_batch: 3,
+            ephemeral_clients: 1,
+            end_session_every: 400,
             mix: Mix::default(),
             faults: Fault::ALL.to_vec(),
             quiet_ms: (1_000, 3_000),
             down_ms: (1_000, 3_000),
             partition_ms: (2_000, 5_000),
             pause_ms: 6_000,
+            slow_ms: (100, 600),
             recover_ms: 30_000,
             tail_ms: 3_000,
             final_read_ms: 30_000,
@@ -112,6 +122,10 @@ pub struct RunResult {
     pub dumped: Option<PathBuf>,
     /// The tails of the members' logs, kept when the run is not clean.
     pub logs: Option<String>,
+    /// Items the final drain took from the queue, or why it did not finish.
+    pub drained: Result<usize, String>,
+    /// How long after the heal the ephemeral parent was empty, or what was left.
+    pub ephemerals_cleared: Result<Duration, String>,
 }
 
 #[derive(Serialize)]
@@ -201,6 +215,44 @@ impl RunResult {
             "acknowledged writes: {} checked, {} lost",
             r.acked_writes, r.acked_writes_lost
         );
+        let w = &r.watch;
+        let _ = writeln!(
+            s,
+            "watches: {} set, {} fired, {} caught up after a reconnect, {} ended, {} never \
+             delivered; order checked against {} replies showing the change",
+            w.set, w.fired, w.catch_up, w.ended, w.undelivered, w.ordered
+        );
+        let q = &r.queue;
+        let _ = writeln!(
+            s,
+            "queue: {} enqueued ({} unknown), {} consumed ({}), {} lost, {} left",
+            q.enqueued,
+            q.enqueue_unknown,
+            q.consumed,
+            match &self.drained {
+                Ok(n) => format!("{n} by the final drain"),
+                Err(e) => format!("the final drain did not finish: {e}"),
+            },
+            q.lost,
+            q.left
+        );
+        let e = &r.ephemeral;
+        let _ = writeln!(
+            s,
+            "ephemerals: {} created, {} own reads; sessions closed {}, cut off {}; resumes \
+             refused {}, accepted {}; {}",
+            e.created,
+            e.own_reads,
+            e.closed,
+            e.cut_off,
+            e.resumes_refused,
+            e.resumes_accepted,
+            match &self.ephemerals_cleared {
+                Ok(d) => format!("all gone {} ms after the heal", d.as_millis()),
+                Err(why) => format!("not all gone: {why}"),
+            }
+        );
+        let _ = writeln!(s, "pair reads checked for tearing: {}", r.pair_reads);
         let counts: Vec<String> = r
             .anomaly_counts()
             .iter()
@@ -278,6 +330,9 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
 
     let registers: Vec<String> = (0..cfg.keys).map(|k| format!("/h/k{k}")).collect();
     let parent = "/h/seq".to_string();
+    let pair: Vec<String> = vec!["/h/p0".into(), "/h/p1".into()];
+    let queue = "/h/q".to_string();
+    let ephemeral_parent = "/h/eph".to_string();
     let setup_deadline = Instant::now() + Duration::from_secs(30);
     let setup = workload::connect(
         &connect,
@@ -295,9 +350,16 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
             .await
             .map_err(RunError::Setup)?;
     }
-    ensure(&setup, &parent, b"", setup_deadline)
-        .await
-        .map_err(RunError::Setup)?;
+    for k in &pair {
+        ensure(&setup, k, b"0", setup_deadline)
+            .await
+            .map_err(RunError::Setup)?;
+    }
+    for p in [&parent, &queue, &ephemeral_parent] {
+        ensure(&setup, p, b"", setup_deadline)
+            .await
+            .map_err(RunError::Setup)?;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), setup.close()).await;
 
     let start = Instant::now();
@@ -306,16 +368,20 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
         clients: cfg.clients,
         registers: registers.clone(),
         parent: parent.clone(),
+        pair: pair.clone(),
+        queue: queue.clone(),
+        ephemeral_parent: ephemeral_parent.clone(),
         session_timeout_ms: cfg.session_timeout_ms,
         connect_timeout_ms: cfg.connect_timeout_ms,
         op_timeout_ms: cfg.op_timeout_ms,
         think_ms: cfg.think_ms,
         max_batch: cfg.max_batch,
+        end_session_every: cfg.end_session_every,
         mix: cfg.mix,
         seed: cfg.seed,
     });
     let load_end = start + Duration::from_millis(cfg.duration_ms);
-    let workers: Vec<_> = (0..cfg.clients)
+    let mut workers: Vec<_> = (0..cfg.clients)
         .map(|slot| {
             tokio::spawn(workload::worker(
                 slot,
@@ -326,6 +392,17 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
             ))
         })
         .collect();
+    let member_addrs: Vec<_> = ens.members.iter().map(|m| m.client).collect();
+    workers.extend((0..cfg.ephemeral_clients).map(|slot| {
+        tokio::spawn(workload::ephemeral_worker(
+            slot,
+            member_addrs.clone(),
+            connect.clone(),
+            wl.clone(),
+            rec.clone(),
+            load_end,
+        ))
+    }));
 
     let mut nemesis = Nemesis::new(
         NemesisConfig {
@@ -335,6 +412,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
             down_ms: cfg.down_ms,
             partition_ms: cfg.partition_ms,
             pause_ms: cfg.pause_ms,
+            slow_ms: cfg.slow_ms,
             recover_ms: cfg.recover_ms,
         },
         start,
@@ -344,14 +422,15 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
         .unwrap_or(start);
     let faults = nemesis.run(&mut ens, faults_end).await;
 
-    // Workers stop by themselves at `load_end`, plus one request's timeout and one connect.
-    let grace_ms = cfg.op_timeout_ms + cfg.connect_timeout_ms + 5_000;
+    // Workers stop by themselves at `load_end`, plus a batch and a take (one request's timeout
+    // each), a close (2 s) and one connect.
+    let grace_ms = 2 * cfg.op_timeout_ms + cfg.connect_timeout_ms + 5_000;
     let worker_deadline = load_end + Duration::from_millis(grace_ms);
-    let mut ops = Vec::new();
+    let mut recorded = workload::Recorded::default();
     for w in workers {
         let left = worker_deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, w).await {
-            Ok(Ok(o)) => ops.extend(o),
+            Ok(Ok(r)) => recorded.extend(r),
             Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return Err(RunError::Stuck(grace_ms)),
         }
@@ -384,27 +463,48 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
             });
         }
     }
+    let healed = Instant::now();
+    // Take what is left in the queue (the queue checker wants every acknowledged item
+    // consumed), then let the ensemble expire the sessions that were cut off: every workload
+    // session has ended, so every ephemeral node must go.
+    let final_read = Duration::from_millis(cfg.final_read_ms);
+    let (drain_ops, drained) = workload::drain_queue(&connect, &queue, &rec, &wl, final_read).await;
+    recorded.ops.extend(drain_ops);
+    let expiry_wait = Duration::from_millis(2 * cfg.session_timeout_ms + 4_000);
+    let ephemerals_cleared =
+        workload::wait_no_children(&connect, &ephemeral_parent, &wl, expiry_wait)
+            .await
+            .map(|_| healed.elapsed());
     // Sync makes each member catch up before it is read; converged zxids are a courtesy that
     // makes a diverging member easier to read about in the logs.
     let _ = nemesis::wait_converged(&ens, Duration::from_secs(10)).await;
+    let layout = workload::FinalLayout {
+        registers: registers.clone(),
+        parents: vec![parent.clone()],
+        pairs: vec![pair.clone()],
+        queues: vec![queue.clone()],
+        ephemeral_parents: vec![ephemeral_parent.clone()],
+    };
     let mut members = Vec::new();
     for i in 0..cfg.members {
         let addr = ens.connect_string(&[i]);
-        let (state, final_ops) = workload::read_member(
-            i,
-            &addr,
-            &registers,
-            std::slice::from_ref(&parent),
-            &rec,
-            &wl,
-            Duration::from_millis(cfg.final_read_ms),
-        )
-        .await;
+        let (state, final_ops) =
+            workload::read_member(i, &addr, &layout, &rec, &wl, final_read).await;
         members.push(state);
-        ops.extend(final_ops);
+        recorded.ops.extend(final_ops);
     }
 
-    let history = History::new(registers, vec![parent], ops, Some(FinalState { members }));
+    let mut history = History::new(
+        registers,
+        vec![parent],
+        recorded.ops,
+        Some(FinalState { members }),
+    );
+    history.pairs = layout.pairs;
+    history.queues = layout.queues;
+    history.ephemeral_parents = layout.ephemeral_parents;
+    recorded.watches.sort_by_key(|w| w.seq);
+    history.watches = recorded.watches;
     let checking = Instant::now();
     let mut report = checker::check_all(&history, cfg.budget);
     let check = checking.elapsed();
@@ -419,6 +519,8 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
         check,
         dumped: None,
         logs: None,
+        drained,
+        ephemerals_cleared,
     };
     let dump_to = match &cfg.dump {
         Some(p) => Some(p.clone()),

@@ -1,6 +1,7 @@
 //! The short history run CI does: a proxied 3-member ensemble, 4 sessions for 20 s over 3
-//! registers and a sequential parent, with faults of every kind the nemesis knows drawn from a
-//! seeded schedule; then every checker. A failure prints the seed (`HISTORY_SEED=<seed>`
+//! registers, a sequential parent, a queue, a `multi` pair and ephemerals (watching the
+//! registers), and the ephemeral slot's closed and cut-off sessions, with faults drawn from a
+//! seeded schedule of every kind the nemesis knows; then every checker. A failure prints the seed (`HISTORY_SEED=<seed>`
 //! repeats the schedule), the anomalies, where the history was written, and the members' logs.
 //!
 //! Needs the `rookery` binary: `cargo build -p rookery` first.
@@ -50,7 +51,9 @@ mod teeth {
     //! plants one anomaly of a known kind into the clean history of a real run.
 
     use rookery_history::checker::{check_all, Budget};
-    use rookery_history::history::{Call, History, Outcome, Reply, INITIAL_VALUE};
+    use rookery_history::history::{
+        Call, Delivery, EphemeralNode, History, Outcome, Reply, INITIAL_VALUE,
+    };
 
     /// (what, mutated history, the anomaly kind that must be found).
     pub(super) fn mutants(h: &History) -> Vec<(&'static str, History, &'static str)> {
@@ -100,6 +103,7 @@ mod teeth {
         let created: Vec<usize> = m
             .ops
             .iter()
+            .filter(|o| matches!(o.call, Call::CreateSeq { .. }))
             .filter(|o| matches!(o.ok(), Some(Reply::Created { .. })))
             .map(|o| o.id)
             .take(2)
@@ -145,12 +149,123 @@ mod teeth {
             });
             out.push(("a session not reading its own write", m, "zxid-went-back"));
         }
+
+        // A watch event recorded after a reply of its session that already showed the change.
+        if let Some((e, r)) = late_watch_target(h) {
+            let mut m = h.clone();
+            m.watches[e].seq = r + 1;
+            out.push(("a watch event after the new data", m, "late"));
+        }
+
+        // One queue item consumed twice.
+        let mut m = h.clone();
+        if let Some(t) = m
+            .ops
+            .iter()
+            .find(|o| matches!(o.call, Call::Take { .. }) && o.ok().is_some())
+            .cloned()
+        {
+            let mut twice = t;
+            twice.id = m.ops.len();
+            twice.process += 1_000_000;
+            m.ops.push(twice);
+            out.push(("a queue item consumed twice", m, "consumed-twice"));
+        }
+
+        // A pair read sees the second key one transaction behind.
+        let mut m = h.clone();
+        if let Some(op) = m.ops.iter_mut().find(|o| {
+            matches!(o.ok(), Some(Reply::Pair { reads }) if reads.len() == 2 && reads[0].version > 0)
+        }) {
+            if let Outcome::Ok(Reply::Pair { reads }) = &mut op.outcome {
+                reads[1].version -= 1;
+            }
+            out.push(("half a multi seen", m, "torn-read"));
+        }
+
+        // A live session no longer finds its ephemeral node.
+        let mut m = h.clone();
+        let created: std::collections::HashSet<(i64, String)> = h
+            .ops
+            .iter()
+            .filter_map(|o| match (&o.call, o.ok()) {
+                (Call::CreateEphemeral { path, .. }, Some(_)) => Some((o.session_id, path.clone())),
+                _ => None,
+            })
+            .collect();
+        if let Some(op) = m.ops.iter_mut().rev().find(|o| match (&o.call, o.ok()) {
+            (Call::OwnEphemeral { path }, Some(Reply::Exists { owner: Some(_) })) => {
+                created.contains(&(o.session_id, path.clone()))
+            }
+            _ => false,
+        }) {
+            op.outcome = Outcome::Ok(Reply::Exists { owner: None });
+            out.push(("an ephemeral of a live session gone", m, "vanished"));
+        }
+
+        // An ephemeral node outlives its session.
+        let mut m = h.clone();
+        let f = m.final_state.as_mut().unwrap();
+        if let Some(parent) = h.ephemeral_parents.first() {
+            f.members[0]
+                .ephemerals
+                .entry(parent.clone())
+                .or_default()
+                .insert(
+                    "w0".into(),
+                    EphemeralNode {
+                        token: 1,
+                        owner: h.ops[0].session_id,
+                    },
+                );
+            out.push(("an ephemeral left at the end", m, "survived"));
+        }
         out
+    }
+
+    /// A fired watch (its index in `watches`) and the completion sequence number of the first
+    /// later reply of its session that showed the change.
+    fn late_watch_target(h: &History) -> Option<(usize, u64)> {
+        for (i, e) in h.watches.iter().enumerate() {
+            if !matches!(e.delivery, Delivery::Fired { .. }) {
+                continue;
+            }
+            let Some(s) = h
+                .ops
+                .iter()
+                .find(|o| o.process == e.process && o.invoke_seq == e.set_by)
+            else {
+                continue;
+            };
+            let (v0, s_done) = match (s.ok(), s.complete_seq) {
+                (Some(Reply::Read { version, .. } | Reply::Stat { version, .. }), Some(done)) => {
+                    (*version, done)
+                }
+                _ => continue,
+            };
+            let r = h
+                .ops
+                .iter()
+                .filter(|r| {
+                    r.process == e.process
+                        && r.invoke_seq > s.invoke_seq
+                        && r.invoke_seq < e.seq
+                        && r.call.key() == e.key
+                        && matches!(r.call, Call::Read { .. } | Call::SyncRead { .. })
+                        && r.complete_seq.is_some_and(|d| d > s_done)
+                })
+                .filter(|r| matches!(r.ok(), Some(Reply::Read { version, .. }) if *version > v0))
+                .min_by_key(|r| r.invoke_seq);
+            if let Some(done) = r.and_then(|r| r.complete_seq) {
+                return Some((i, done));
+            }
+        }
+        None
     }
 
     pub(super) fn assert_caught(h: &History) {
         let mutants = mutants(h);
-        assert!(mutants.len() >= 3, "too few mutations applied");
+        assert!(mutants.len() >= 7, "too few mutations applied");
         for (what, m, kind) in mutants {
             let started = std::time::Instant::now();
             let r = check_all(&m, Budget::default());

@@ -34,7 +34,8 @@ struct Args {
     #[arg(long, env = "HISTORY_KEYS", default_value_t = 3)]
     keys: usize,
     /// Comma-separated fault kinds, `all` or `none`: kill-leader, kill-random, kill-all,
-    /// pause-leader, partition-leader, partition-random.
+    /// pause-leader, partition-leader, partition-random, one-way-leader, one-way-random,
+    /// partial-partition, slow-leader.
     #[arg(long, env = "HISTORY_FAULTS", default_value = "all")]
     faults: String,
     /// Shortest and longest quiet time between faults, in ms (`min,max`).
@@ -77,6 +78,10 @@ fn recheck(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         "acknowledged writes: {} checked, {} lost",
         report.acked_writes, report.acked_writes_lost
     );
+    println!("watches: {:?}", report.watch);
+    println!("queue: {:?}", report.queue);
+    println!("ephemerals: {:?}", report.ephemeral);
+    println!("pair reads checked for tearing: {}", report.pair_reads);
     for a in &report.anomalies {
         println!("[{}/{}] {}", a.checker, a.kind, a.detail);
     }
@@ -123,6 +128,13 @@ fn main() -> anyhow::Result<ExitCode> {
     let (mut histories, mut key_histories, mut ops, mut anomalies, mut lost, mut acked) =
         (0u64, 0usize, 0usize, 0usize, 0usize, 0usize);
     let mut faults_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // Watches set / fired or caught up / checked against a reply showing the change; queue
+    // items enqueued / consumed / lost; ephemerals created / left; sessions closed / cut off;
+    // pair reads.
+    let (mut watches, mut delivered, mut ordered) = (0usize, 0usize, 0usize);
+    let (mut enqueued, mut consumed, mut items_lost) = (0usize, 0usize, 0usize);
+    let (mut ephemerals, mut ephemerals_left, mut closed, mut cut_off, mut pair_reads) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut anomaly_kinds: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..args.runs {
         let seed = first_seed.wrapping_add(i);
@@ -169,7 +181,21 @@ fn main() -> anyhow::Result<ExitCode> {
             failed_runs.push(seed);
         }
         histories += 1;
-        key_histories += result.report.registers.len() + result.history.parents.len();
+        key_histories += result.report.registers.len()
+            + result.history.parents.len()
+            + result.history.queues.len();
+        let r = &result.report;
+        watches += r.watch.set;
+        delivered += r.watch.fired + r.watch.catch_up;
+        ordered += r.watch.ordered;
+        enqueued += r.queue.enqueued;
+        consumed += r.queue.consumed;
+        items_lost += r.queue.lost;
+        ephemerals += r.ephemeral.created;
+        ephemerals_left += r.ephemeral.left;
+        closed += r.ephemeral.closed;
+        cut_off += r.ephemeral.cut_off;
+        pair_reads += r.pair_reads;
         ops += result.history.ops.len();
         anomalies += result.report.anomalies.len();
         lost += result.report.acked_writes_lost;
@@ -185,7 +211,8 @@ fn main() -> anyhow::Result<ExitCode> {
     let fault_total: usize = faults_by_kind.values().sum();
     println!("== totals ==");
     println!(
-        "histories checked: {histories} runs ({key_histories} per-key histories: registers and sequential parents)"
+        "histories checked: {histories} runs ({key_histories} per-key histories: registers, \
+         the multi pair, sequential parents, queues)"
     );
     println!("operations: {ops}");
     println!(
@@ -212,6 +239,15 @@ fn main() -> anyhow::Result<ExitCode> {
         }
     );
     println!("acknowledged writes lost: {lost} of {acked}");
+    println!(
+        "watches: {watches} set, {delivered} delivered, order checked against {ordered} replies"
+    );
+    println!("queue: {enqueued} acknowledged items, {consumed} consumed, {items_lost} lost");
+    println!(
+        "ephemerals: {ephemerals} created, {ephemerals_left} left at the end; sessions closed \
+         {closed}, cut off {cut_off}"
+    );
+    println!("pair reads checked for tearing: {pair_reads}");
     if failed_runs.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -233,6 +233,7 @@ mod tests {
                 kids.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
             )]
             .into(),
+            ..Default::default()
         }
     }
 

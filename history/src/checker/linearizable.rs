@@ -19,7 +19,9 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use crate::checker::{describe, Anomaly};
-use crate::history::{Call, History, Outcome, Reply, ServerError, GARBAGE_VALUE, INITIAL_VALUE};
+use crate::history::{
+    Call, History, Op, Outcome, Reply, ServerError, GARBAGE_VALUE, INITIAL_VALUE,
+};
 
 /// A sequential specification.
 pub trait Model {
@@ -400,23 +402,16 @@ pub fn register_entries(history: &History, key: &str) -> Vec<Entry<RegIn, RegOut
     let mut seen_at: HashMap<u64, u64> = HashMap::new();
     let mut versions: BTreeSet<i32> = BTreeSet::new();
     for op in history.ops.iter().filter(|o| o.call.key() == key) {
-        let (value, version) = match (&op.call, op.ok()) {
-            (
-                Call::Read { .. } | Call::SyncRead { .. },
-                Some(Reply::Read { value, version, .. }),
-            ) => {
-                if let (Call::SyncRead { .. }, Some(t)) = (&op.call, op.complete_ns) {
-                    let at = seen_at.entry(*value).or_insert(t);
-                    *at = (*at).min(t);
-                }
-                (*value, *version)
-            }
-            (
-                Call::Write { value, .. } | Call::Cas { value, .. },
-                Some(Reply::Written { version, .. }),
-            ) => (*value, *version),
-            _ => continue,
+        let Some(view) = as_register(op) else {
+            continue;
         };
+        let Some((value, version)) = view.shown else {
+            continue;
+        };
+        if let (RegIn::Read, true, Some(t)) = (&view.input, view.linearizable, op.complete_ns) {
+            let at = seen_at.entry(value).or_insert(t);
+            *at = (*at).min(t);
+        }
         version_of.entry(value).or_insert(version);
         versions.insert(version);
     }
@@ -428,33 +423,24 @@ pub fn register_entries(history: &History, key: &str) -> Vec<Entry<RegIn, RegOut
         if op.call.key() != key {
             continue;
         }
-        let input = match &op.call {
-            Call::SyncRead { .. } => RegIn::Read,
-            Call::Write { value, .. } => RegIn::Write { value: *value },
-            Call::Cas {
-                expected_version,
-                value,
-                ..
-            } => RegIn::Cas {
-                expected_version: *expected_version,
-                value: *value,
-            },
-            Call::Read { .. } | Call::CreateSeq { .. } => continue,
+        let Some(view) = as_register(op) else {
+            continue;
         };
+        if !view.linearizable {
+            continue;
+        }
         let known = |output| (Some(output), op.complete_ns);
-        let (output, return_ns) = match (&op.outcome, &input) {
-            (Outcome::Ok(Reply::Read { value, version, .. }), RegIn::Read) => known(RegOut::Read {
-                value: *value,
-                version: *version,
-            }),
-            (
-                Outcome::Ok(Reply::Written { version, .. }),
-                RegIn::Write { .. } | RegIn::Cas { .. },
-            ) => known(RegOut::Written { version: *version }),
-            (Outcome::Failed(ServerError::BadVersion), RegIn::Cas { .. }) => {
+        let (output, return_ns) = match (&op.outcome, &view.input, view.shown) {
+            (Outcome::Ok(_), RegIn::Read, Some((value, version))) => {
+                known(RegOut::Read { value, version })
+            }
+            (Outcome::Ok(_), RegIn::Write { .. } | RegIn::Cas { .. }, Some((_, version))) => {
+                known(RegOut::Written { version })
+            }
+            (Outcome::Failed(ServerError::BadVersion), RegIn::Cas { .. }, _) => {
                 known(RegOut::CasFailed)
             }
-            (Outcome::Unknown { .. }, RegIn::Write { value } | RegIn::Cas { value, .. }) => {
+            (Outcome::Unknown { .. }, RegIn::Write { value } | RegIn::Cas { value, .. }, _) => {
                 match version_of.get(value) {
                     Some(version) => (
                         Some(RegOut::Written { version: *version }),
@@ -469,19 +455,111 @@ pub fn register_entries(history: &History, key: &str) -> Vec<Entry<RegIn, RegOut
                     ),
                 }
             }
-            // Reads without a result, writes surely not applied, replies of the wrong shape
-            // (which `value_identity` reports).
+            // Reads without a result (or a torn pair read, which the multi checker reports),
+            // writes surely not applied, replies of the wrong shape (which `value_identity`
+            // reports).
             _ => continue,
         };
         out.push(Entry {
             id: op.id,
             call_ns: op.invoke_ns,
             return_ns,
-            input,
+            input: view.input,
             output,
         });
     }
     out
+}
+
+/// An operation as a register operation.
+struct RegView {
+    input: RegIn,
+    /// A read that is checked for linearizability (after a `sync`), or any write.
+    linearizable: bool,
+    /// The (value, version) its successful reply shows: a read's, a write's own.
+    shown: Option<(u64, i32)>,
+}
+
+/// An operation seen as an operation on a register: plain reads, sync-reads, reads that left a
+/// watch, writes and CAS of a register; pair reads and pair writes of a pair, which is one
+/// register named by its first key (its keys always hold one value and one version, so the
+/// first key's stand for the pair; a torn read shows nothing here, and the multi checker
+/// reports it).
+fn as_register(op: &Op) -> Option<RegView> {
+    let read = |value: &u64, version: &i32| Some((*value, *version));
+    let (input, linearizable, shown) = match (&op.call, op.ok()) {
+        (Call::SyncRead { .. }, r) => (
+            RegIn::Read,
+            true,
+            match r {
+                Some(Reply::Read { value, version, .. }) => read(value, version),
+                _ => None,
+            },
+        ),
+        (Call::Read { .. } | Call::WatchRead { .. }, r) => (
+            RegIn::Read,
+            false,
+            match r {
+                Some(Reply::Read { value, version, .. }) => read(value, version),
+                _ => None,
+            },
+        ),
+        (Call::PairRead { .. }, r) => (
+            RegIn::Read,
+            true,
+            match r {
+                Some(Reply::Pair { reads }) => match reads.first() {
+                    Some(first)
+                        if reads
+                            .iter()
+                            .all(|x| (x.value, x.version) == (first.value, first.version)) =>
+                    {
+                        read(&first.value, &first.version)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+        ),
+        (Call::Write { value, .. }, r) => (
+            RegIn::Write { value: *value },
+            true,
+            match r {
+                Some(Reply::Written { version, .. }) => Some((*value, *version)),
+                _ => None,
+            },
+        ),
+        (
+            Call::Cas {
+                expected_version,
+                value,
+                ..
+            }
+            | Call::PairCas {
+                expected_version,
+                value,
+                ..
+            },
+            r,
+        ) => (
+            RegIn::Cas {
+                expected_version: *expected_version,
+                value: *value,
+            },
+            true,
+            match r {
+                Some(Reply::Written { version, .. }) => Some((*value, *version)),
+                Some(Reply::PairWritten { versions, .. }) => versions.first().map(|v| (*value, *v)),
+                _ => None,
+            },
+        ),
+        _ => return None,
+    };
+    Some(RegView {
+        input,
+        linearizable,
+        shown,
+    })
 }
 
 /// The result of checking one key.
@@ -499,41 +577,59 @@ pub fn check_registers(history: &History, budget: Budget) -> (Vec<KeyVerdict>, V
     let mut verdicts = Vec::new();
     let mut anomalies = value_identity(history);
     for key in &history.registers {
-        let entries = register_entries(history, key);
-        let verdict = check(&Register, &entries, budget);
-        if let Verdict::NotLinearizable(stuck) = &verdict {
-            let mut detail = format!(
-                "{key}: no linearization; at most {} of {} operations linearized, then {} could \
-                 not be explained from state {}",
-                stuck.linearized,
-                entries.len(),
-                history
-                    .ops
-                    .get(stuck.op)
-                    .map(describe)
-                    .unwrap_or_else(|| "nothing".into()),
-                stuck.state
-            );
-            detail.push_str("; linearized last:");
-            for id in &stuck.last {
-                detail.push_str(&format!("\n    {}", describe(&history.ops[*id])));
-            }
-            let mut ops = stuck.last.clone();
-            ops.push(stuck.op);
-            anomalies.push(Anomaly {
-                checker: "linearizable",
-                kind: "not-linearizable".into(),
-                detail,
-                ops,
-            });
-        }
-        verdicts.push(KeyVerdict {
-            key: key.clone(),
-            ops: entries.len(),
-            verdict,
-        });
+        let (verdict, anomaly) = check_register(history, key, key, "linearizable", budget);
+        anomalies.extend(anomaly);
+        verdicts.push(verdict);
     }
     (verdicts, anomalies)
+}
+
+/// Searches the register operations on `key` (see [`register_entries`]); the verdict is named
+/// `name`, and a history that is not linearizable is reported as `checker`'s anomaly.
+pub fn check_register(
+    history: &History,
+    key: &str,
+    name: &str,
+    checker: &'static str,
+    budget: Budget,
+) -> (KeyVerdict, Option<Anomaly>) {
+    let entries = register_entries(history, key);
+    let verdict = check(&Register, &entries, budget);
+    let mut anomaly = None;
+    if let Verdict::NotLinearizable(stuck) = &verdict {
+        let mut detail = format!(
+            "{name}: no linearization; at most {} of {} operations linearized, then {} could \
+             not be explained from state {}",
+            stuck.linearized,
+            entries.len(),
+            history
+                .ops
+                .get(stuck.op)
+                .map(describe)
+                .unwrap_or_else(|| "nothing".into()),
+            stuck.state
+        );
+        detail.push_str("; linearized last:");
+        for id in &stuck.last {
+            if let Some(op) = history.ops.get(*id) {
+                detail.push_str(&format!("\n    {}", describe(op)));
+            }
+        }
+        let mut ops = stuck.last.clone();
+        ops.push(stuck.op);
+        anomaly = Some(Anomaly {
+            checker,
+            kind: "not-linearizable".into(),
+            detail,
+            ops,
+        });
+    }
+    let verdict = KeyVerdict {
+        key: name.to_string(),
+        ops: entries.len(),
+        verdict,
+    };
+    (verdict, anomaly)
 }
 
 /// Each value is written once (values are unique per run), so every observation of it — the
@@ -559,14 +655,15 @@ pub fn value_identity(history: &History) -> Vec<Anomaly> {
                 Some(Reply::Written { version, mzxid }),
             ) => Some((*value, *version, *mzxid)),
             (
-                Call::Read { .. } | Call::SyncRead { .. },
+                Call::Read { .. } | Call::SyncRead { .. } | Call::WatchRead { .. },
                 Some(Reply::Read {
                     value,
                     version,
                     mzxid,
                 }),
             ) => Some((*value, *version, *mzxid)),
-            (Call::CreateSeq { .. }, Some(Reply::Created { .. })) => None,
+            // Other kinds of operation, checked by their own checkers (a pair by `multi`).
+            (call, Some(reply)) if call.fits(reply) => None,
             (_, Some(_)) => {
                 anomalies.push(Anomaly {
                     checker: "linearizable",

@@ -7,11 +7,23 @@
 //! - [`sequential`]: unique sequential names, monotone per parent, and each creation applied
 //!   at most once.
 //! - [`session`]: per-session FIFO completions and zxids that never go back.
+//! - [`watch`]: a watch event comes before any reply showing the change, fires once, and
+//!   reports a real change after the watched state (W1).
+//! - [`queue`]: every acknowledged queue item consumed exactly once, nothing consumed that was
+//!   not enqueued (J6).
+//! - [`multi`]: pairs of registers written by `multi` are never seen half written, and form a
+//!   linearizable register (J4).
+//! - [`ephemeral`]: a live session keeps its ephemeral node; no ephemeral outlives its
+//!   session; a session refused as expired is never served again (K6, S1).
 
 pub mod durability;
+pub mod ephemeral;
 pub mod linearizable;
+pub mod multi;
+pub mod queue;
 pub mod sequential;
 pub mod session;
+pub mod watch;
 
 use std::collections::BTreeMap;
 
@@ -23,7 +35,8 @@ pub use linearizable::{Budget, KeyVerdict, Verdict};
 /// One violation found by a checker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
-    /// The checker's name (`linearizable`, `durability`, `sequential`, `session`).
+    /// The checker's name (`linearizable`, `durability`, `sequential`, `session`, `watch`,
+    /// `queue`, `multi`, `ephemeral`).
     pub checker: &'static str,
     /// What kind of violation, for counting (`not-linearizable`, `lost-write`, ...).
     pub kind: String,
@@ -53,13 +66,18 @@ impl OpCounts {
 pub struct Report {
     /// Operation counts per kind (`read`, `sync-read`, ...).
     pub ops: BTreeMap<&'static str, OpCounts>,
-    /// One linearizability verdict per register.
+    /// One linearizability verdict per register, then one per pair (named `k0+k1`).
     pub registers: Vec<KeyVerdict>,
     pub anomalies: Vec<Anomaly>,
-    /// Acknowledged writes missing at the end (registers and sequential creates).
+    /// Acknowledged writes missing at the end (registers, sequential creates, pair writes).
     pub acked_writes_lost: usize,
-    /// Acknowledged writes the durability check looked for.
+    /// Acknowledged writes the durability checks looked for.
     pub acked_writes: usize,
+    /// Pair reads checked for half-applied transactions.
+    pub pair_reads: usize,
+    pub watch: watch::WatchFigures,
+    pub queue: queue::QueueFigures,
+    pub ephemeral: ephemeral::EphemeralFigures,
 }
 
 impl Report {
@@ -106,6 +124,21 @@ pub fn check_all(history: &History, budget: Budget) -> Report {
     anomalies.extend(durable.anomalies);
     anomalies.extend(sequential::check(history));
     anomalies.extend(session::check(history));
+    let multi = multi::check(history, budget);
+    report.registers.extend(multi.verdicts);
+    report.acked_writes += multi.acked;
+    report.acked_writes_lost += multi.lost;
+    report.pair_reads = multi.reads;
+    anomalies.extend(multi.anomalies);
+    let (figures, found) = watch::check(history);
+    report.watch = figures;
+    anomalies.extend(found);
+    let (figures, found) = queue::check(history);
+    report.queue = figures;
+    anomalies.extend(found);
+    let (figures, found) = ephemeral::check(history);
+    report.ephemeral = figures;
+    anomalies.extend(found);
     report.anomalies = anomalies;
     report
 }
@@ -136,20 +169,22 @@ pub(crate) mod testutil {
     //! Building histories by hand.
 
     use super::Anomaly;
-    use crate::history::{Call, History, Op, Outcome, Process, Reply, ServerError};
+    use crate::history::{Call, History, Op, Outcome, Process, Reply, ServerError, WatchEvent};
 
     /// The kinds of `anomalies`, in order.
     pub(crate) fn kinds(anomalies: &[Anomaly]) -> Vec<&str> {
         anomalies.iter().map(|a| a.kind.as_str()).collect()
     }
 
-    /// Builds a history; ops get invocation sequence numbers in the order given and
-    /// completion sequence numbers from their completion times.
+    /// Builds a history; ops get sequence numbers from their times, on one scale (`2t` for an
+    /// invocation at `t`, `2t + 1` for a completion, so that at one instant the invocation
+    /// comes first).
     #[derive(Default)]
     pub(crate) struct Builder {
         pub(crate) ops: Vec<Op>,
         pub(crate) registers: Vec<String>,
         pub(crate) parents: Vec<String>,
+        pub(crate) watches: Vec<WatchEvent>,
     }
 
     impl Builder {
@@ -177,8 +212,8 @@ pub(crate) mod testutil {
                 call,
                 invoke_ns,
                 complete_ns,
-                invoke_seq: id as u64,
-                complete_seq: complete_ns,
+                invoke_seq: invoke_ns * 2,
+                complete_seq: complete_ns.map(|t| t * 2 + 1),
                 outcome,
             });
             id
@@ -280,7 +315,9 @@ pub(crate) mod testutil {
                 registers: self.registers,
                 parents: self.parents,
                 ops: self.ops,
+                watches: self.watches,
                 final_state: None,
+                ..Default::default()
             }
         }
     }
@@ -311,6 +348,7 @@ mod tests {
                     kids.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
                 )]
                 .into(),
+                ..Default::default()
             }],
         }
     }

@@ -27,7 +27,10 @@ pub fn check(history: &History) -> Vec<Anomaly> {
     // Every mzxid known per key.
     let mut known: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
     for op in &history.ops {
-        if let Some(Reply::Read { mzxid, .. } | Reply::Written { mzxid, .. }) = op.ok() {
+        if let Some(
+            Reply::Read { mzxid, .. } | Reply::Written { mzxid, .. } | Reply::Stat { mzxid, .. },
+        ) = op.ok()
+        {
             known.entry(op.call.key()).or_default().insert(*mzxid);
         }
     }
@@ -61,7 +64,10 @@ pub fn check(history: &History) -> Vec<Anomaly> {
         for op in ops.iter() {
             let Some(reply) = op.ok() else { continue };
             let (lo, limit, strict_write) = match (&op.call, reply) {
-                (Call::Read { key } | Call::SyncRead { key }, Reply::Read { mzxid, .. }) => {
+                (
+                    Call::Read { key } | Call::SyncRead { key } | Call::WatchRead { key, .. },
+                    Reply::Read { mzxid, .. } | Reply::Stat { mzxid, .. },
+                ) => {
                     let next = known
                         .get(key.as_str())
                         .and_then(|s| s.range(mzxid + 1..).next().copied())
@@ -71,7 +77,10 @@ pub fn check(history: &History) -> Vec<Anomaly> {
                 (Call::Write { .. } | Call::Cas { .. }, Reply::Written { mzxid, .. }) => {
                     (*mzxid, *mzxid, true)
                 }
-                (Call::CreateSeq { .. }, Reply::Created { czxid, .. }) => (*czxid, *czxid, true),
+                (
+                    Call::CreateSeq { .. } | Call::Enqueue { .. } | Call::CreateEphemeral { .. },
+                    Reply::Created { czxid, .. },
+                ) => (*czxid, *czxid, true),
                 _ => continue,
             };
             if let Some((f, earlier)) = floor {
