@@ -3,12 +3,19 @@
 # the same two nginx backends, the same load generators (wrk for HTTP/1.1, h2load for h2c),
 # each proxy on one thread or worker. Prints a markdown table (docs/performance.md).
 #
-#   scripts/bench-proxy.sh [SECONDS]        # default 10 s per run
+#   scripts/bench-proxy.sh [SECONDS] [ROUNDS]   # default 10 s per run, 3 rounds
+#
+# The proxies take turns, round after round, and the table gives each row's median over the
+# rounds: on a noisy machine one sequential pass can swing a ratio by a third.
+#
+# A/B: COMPARE_BIN=path/to/rookery (another build) and COMPARE_SET="key=value ..." (sidecar
+# settings) add a second sidecar's rows, "rookery sidecar (compare)", to every round.
 #
 # Needs: haproxy, nginx, wrk, h2load (Debian: haproxy nginx wrk nghttp2-client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+ROUNDS=${2:-3}
 CONNS=50
 for tool in haproxy nginx wrk h2load; do
     command -v $tool >/dev/null || { echo "missing $tool (apt-get install haproxy nginx wrk nghttp2-client)"; exit 1; }
@@ -97,12 +104,23 @@ done
 RP=$(free_port); RA=$(free_port)
 RUST_LOG=warn $BIN sidecar --zookeeper 127.0.0.1:$ZK --outbound 127.0.0.1:$RP --admin 127.0.0.1:$RA \
     --set workers=1 --route "/=bench" 2>"$WORK/sidecar.log" & ROOKERY=$!; PIDS+=($ROOKERY)
+CP=
+if [ -n "${COMPARE_BIN:-}${COMPARE_SET:-}" ]; then
+    CP=$(free_port); CA=$(free_port); SETS=()
+    for kv in ${COMPARE_SET:-}; do SETS+=(--set "$kv"); done
+    RUST_LOG=warn ${COMPARE_BIN:-$BIN} sidecar --zookeeper 127.0.0.1:$ZK --outbound 127.0.0.1:$CP \
+        --admin 127.0.0.1:$CA --set workers=1 "${SETS[@]}" --route "/=bench" \
+        2>"$WORK/compare.log" & COMPARE=$!; PIDS+=($COMPARE)
+    wait_port $CP
+fi
 wait_port $HP; wait_port $NP; wait_port $RP
 for _ in $(seq 1 200); do
     n=$(curl -s 127.0.0.1:$RA/endpoints | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for e in d["services"].get("bench",{}).get("endpoints",[]) if e["state"]=="healthy"))' 2>/dev/null || echo 0)
     [ "$n" = 2 ] && break; sleep 0.1
 done
 [ "$n" = 2 ] || { echo "the sidecar never saw both backends"; cat "$WORK/sidecar.log"; exit 1; }
+# The compare sidecar watches the same registry; give it the same moment to see both.
+[ -z "$CP" ] || sleep 1
 
 cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 rss_kb() { awk '/VmHWM/{print $2}' /proc/$1/status; }
@@ -125,7 +143,7 @@ run_h1() {
         us=$(python3 -c "print(f'{($after-$before)/$TCK/$reqs*1e6:.1f}')")
         rss=$(python3 -c "print(f'{$(rss_kb $pid)/1024:.1f}')")
     fi
-    echo "| $name | HTTP/1.1 | $rps | $p50 | $p99 | $us | $rss |"
+    echo "$name|HTTP/1.1|$rps|$p50|$p99|$us|$rss" >> "$WORK/rows"
 }
 run_h2() {
     local name=$1 pid=$2 url=$3
@@ -136,15 +154,42 @@ run_h2() {
     rps=$(awk '/finished in/{print $4}' <<<"$out" | tr -d ',')
     reqs=$(awk '/requests:/{print $8}' <<<"$out")
     local us; us=$(python3 -c "print(f'{($after-$before)/$TCK/max($reqs,1)*1e6:.1f}')")
-    echo "| $name | h2c | $rps | - | - | $us | $(python3 -c "print(f'{$(rss_kb $pid)/1024:.1f}')") |"
+    echo "$name|h2c|$rps|-|-|$us|$(python3 -c "print(f'{$(rss_kb $pid)/1024:.1f}')")" >> "$WORK/rows"
 }
 
-echo "| proxy | protocol | requests/s | p50 | p99 | CPU µs/request | peak RSS MB |"
-echo "|---|---|---|---|---|---|---|"
-run_h1 "none (nginx backend directly)" - "http://127.0.0.1:$B1/"
-run_h1 "HAProxy 2.6 (nbthread 1)" $HAPROXY "http://127.0.0.1:$HP/"
-run_h1 "nginx 1.22 (1 worker)" $(pgrep -P $NGINX | head -1) "http://127.0.0.1:$NP/"
-run_h1 "rookery sidecar (1 thread)" $ROOKERY "http://127.0.0.1:$RP/"
-run_h2 "HAProxy 2.6 (nbthread 1)" $HAPROXY "http://127.0.0.1:$HP2/"
-run_h2 "nginx 1.22 (1 worker)" $(pgrep -P $NGINX | head -1) "http://127.0.0.1:$NP2/"
-run_h2 "rookery sidecar (1 thread)" $ROOKERY "http://127.0.0.1:$RP/"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    run_h1 "none (nginx backend directly)" - "http://127.0.0.1:$B1/"
+    run_h1 "HAProxy 2.6 (nbthread 1)" $HAPROXY "http://127.0.0.1:$HP/"
+    run_h1 "nginx 1.22 (1 worker)" $(pgrep -P $NGINX | head -1) "http://127.0.0.1:$NP/"
+    run_h1 "rookery sidecar (1 thread)" $ROOKERY "http://127.0.0.1:$RP/"
+    [ -z "$CP" ] || run_h1 "rookery sidecar (compare)" $COMPARE "http://127.0.0.1:$CP/"
+    run_h2 "HAProxy 2.6 (nbthread 1)" $HAPROXY "http://127.0.0.1:$HP2/"
+    run_h2 "nginx 1.22 (1 worker)" $(pgrep -P $NGINX | head -1) "http://127.0.0.1:$NP2/"
+    run_h2 "rookery sidecar (1 thread)" $ROOKERY "http://127.0.0.1:$RP/"
+    [ -z "$CP" ] || run_h2 "rookery sidecar (compare)" $COMPARE "http://127.0.0.1:$CP/"
+done
+
+# Each row's median over the rounds. Peak RSS is the process's high-water mark (VmHWM) after
+# the row's first round: in round 1 the HTTP/1.1 rows run before any h2c load.
+python3 - "$WORK/rows" "$ROUNDS" <<'PY'
+import statistics, sys
+def ms(v):
+    if v == "-": return None
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit): return float(v[:-len(unit)]) * f
+    return float(v)
+rows = {}
+for line in open(sys.argv[1]):
+    name, proto, rps, p50, p99, us, rss = line.strip().split("|")
+    rows.setdefault((name, proto), []).append((float(rps), ms(p50), ms(p99), None if us == "-" else float(us), rss))
+def med(xs, fmt):
+    xs = [x for x in xs if x is not None]
+    return fmt.format(statistics.median(xs)) if xs else "-"
+print(f"Medians of {sys.argv[2]} rounds:\n")
+print("| proxy | protocol | requests/s | p50 | p99 | CPU µs/request | peak RSS MB |")
+print("|---|---|---|---|---|---|---|")
+for (name, proto), rs in rows.items():
+    print(f"| {name} | {proto} | {med([r[0] for r in rs], '{:.0f}')} | {med([r[1] for r in rs], '{:.2f} ms')} "
+          f"| {med([r[2] for r in rs], '{:.2f} ms')} | {med([r[3] for r in rs], '{:.1f}')} | {rs[0][4]} |")
+PY
