@@ -319,6 +319,21 @@ fn created(path: &str, stat: &rookery_client::Stat) -> Reply {
     }
 }
 
+/// A create of `path` (a prefix for sequential modes) holding `token`.
+fn create(c: &Client, path: &str, token: u64, mode: CreateMode) -> Issued {
+    let f = c.create2(
+        path,
+        token.to_string().as_bytes(),
+        &CreateOptions::new(mode),
+    );
+    Box::pin(async move {
+        match f.await {
+            Ok((path, stat)) => done(Outcome::Ok(created(&path, &stat)), false),
+            Err(e) => failed(e),
+        }
+    })
+}
+
 /// Queues `call` on `c` now and returns its outcome's future. [`Call::Take`],
 /// [`Call::EndSession`] and [`Call::Resume`] are procedures of their own ([`take_one`],
 /// [`end_session`], [`resume_probe`]): here they are refused without being sent.
@@ -365,19 +380,12 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
             let f = c.set_data(key, value.to_string().as_bytes(), Some(*expected_version));
             Box::pin(async move { written(f.await) })
         }
-        Call::CreateSeq { parent, token } => {
-            let f = c.create2(
-                &format!("{parent}/c"),
-                token.to_string().as_bytes(),
-                &CreateOptions::new(CreateMode::PersistentSequential),
-            );
-            Box::pin(async move {
-                match f.await {
-                    Ok((path, stat)) => done(Outcome::Ok(created(&path, &stat)), false),
-                    Err(e) => failed(e),
-                }
-            })
-        }
+        Call::CreateSeq { parent, token } => create(
+            c,
+            &format!("{parent}/c"),
+            *token,
+            CreateMode::PersistentSequential,
+        ),
         Call::WatchRead { key, exists: false } => {
             let f = c.get_data_watched(key);
             Box::pin(async move {
@@ -409,19 +417,12 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
                 }
             })
         }
-        Call::Enqueue { queue, token } => {
-            let f = c.create2(
-                &format!("{queue}/qn-"),
-                token.to_string().as_bytes(),
-                &CreateOptions::new(CreateMode::PersistentSequential),
-            );
-            Box::pin(async move {
-                match f.await {
-                    Ok((path, stat)) => done(Outcome::Ok(created(&path, &stat)), false),
-                    Err(e) => failed(e),
-                }
-            })
-        }
+        Call::Enqueue { queue, token } => create(
+            c,
+            &format!("{queue}/qn-"),
+            *token,
+            CreateMode::PersistentSequential,
+        ),
         Call::PairRead { keys } => {
             let first = keys.first().cloned().unwrap_or_default();
             let s = c.sync(&first);
@@ -496,19 +497,7 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
                 }
             })
         }
-        Call::CreateEphemeral { path, token } => {
-            let f = c.create2(
-                path,
-                token.to_string().as_bytes(),
-                &CreateOptions::new(CreateMode::Ephemeral),
-            );
-            Box::pin(async move {
-                match f.await {
-                    Ok((path, stat)) => done(Outcome::Ok(created(&path, &stat)), false),
-                    Err(e) => failed(e),
-                }
-            })
-        }
+        Call::CreateEphemeral { path, token } => create(c, path, *token, CreateMode::Ephemeral),
         Call::OwnEphemeral { path } => {
             let f = c.exists(path);
             Box::pin(async move {
