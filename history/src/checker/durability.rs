@@ -212,29 +212,11 @@ pub fn check(history: &History) -> Durability {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::testutil::Builder;
-    use crate::history::{FinalState, MemberState, RegisterState};
+    use crate::checker::testutil::{self, Builder};
+    use crate::history::{FinalState, MemberState};
 
     fn member(i: usize, value: u64, version: i32, kids: &[(&str, u64)]) -> MemberState {
-        MemberState {
-            member: i,
-            error: None,
-            registers: [(
-                "/k".to_string(),
-                RegisterState {
-                    value,
-                    version,
-                    mzxid: 0,
-                },
-            )]
-            .into(),
-            children: [(
-                "/s".to_string(),
-                kids.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
-            )]
-            .into(),
-            ..Default::default()
-        }
+        testutil::member(i, value, version, 0, kids)
     }
 
     fn history(members: Vec<MemberState>) -> History {

@@ -169,7 +169,39 @@ pub(crate) mod testutil {
     //! Building histories by hand.
 
     use super::Anomaly;
-    use crate::history::{Call, History, Op, Outcome, Process, Reply, ServerError, WatchEvent};
+    use crate::history::{
+        Call, History, MemberState, Op, Outcome, Process, RegisterState, Reply, ServerError,
+        WatchEvent,
+    };
+
+    /// Member `i`'s final state: register `/k` and the children of `/s` (name, token).
+    pub(crate) fn member(
+        i: usize,
+        value: u64,
+        version: i32,
+        mzxid: i64,
+        kids: &[(&str, u64)],
+    ) -> MemberState {
+        MemberState {
+            member: i,
+            error: None,
+            registers: [(
+                "/k".to_string(),
+                RegisterState {
+                    value,
+                    version,
+                    mzxid,
+                },
+            )]
+            .into(),
+            children: [(
+                "/s".to_string(),
+                kids.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
 
     /// The kinds of `anomalies`, in order.
     pub(crate) fn kinds(anomalies: &[Anomaly]) -> Vec<&str> {
@@ -325,31 +357,13 @@ pub(crate) mod testutil {
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::Builder;
+    use super::testutil::{member, Builder};
     use super::*;
-    use crate::history::{FinalState, MemberState, RegisterState};
+    use crate::history::FinalState;
 
     fn final_state(value: u64, version: i32, kids: &[(&str, u64)]) -> FinalState {
         FinalState {
-            members: vec![MemberState {
-                member: 0,
-                error: None,
-                registers: [(
-                    "/k".to_string(),
-                    RegisterState {
-                        value,
-                        version,
-                        mzxid: 0x100,
-                    },
-                )]
-                .into(),
-                children: [(
-                    "/s".to_string(),
-                    kids.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
-                )]
-                .into(),
-                ..Default::default()
-            }],
+            members: vec![member(0, value, version, 0x100, kids)],
         }
     }
 
