@@ -46,14 +46,8 @@ pub struct RunConfig {
     /// A workload session closes itself after a batch with probability 1 in this (0: never).
     pub end_session_every: u32,
     pub mix: Mix,
-    pub faults: Vec<Fault>,
-    pub quiet_ms: (u64, u64),
-    pub down_ms: (u64, u64),
-    pub partition_ms: (u64, u64),
-    pub pause_ms: u64,
-    /// The delay a slow link adds per chunk.
-    pub slow_ms: (u64, u64),
-    pub recover_ms: u64,
+    /// The faults and their timings (its seed is derived from the run's `seed`).
+    pub nemesis: NemesisConfig,
     /// No fault starts in the last `tail_ms` of the load: the end shows the ensemble serving
     /// again.
     pub tail_ms: u64,
@@ -84,13 +78,16 @@ impl RunConfig {
             ephemeral_clients: 1,
             end_session_every: 400,
             mix: Mix::default(),
-            faults: Fault::ALL.to_vec(),
-            quiet_ms: (1_000, 3_000),
-            down_ms: (1_000, 3_000),
-            partition_ms: (2_000, 5_000),
-            pause_ms: 6_000,
-            slow_ms: (100, 600),
-            recover_ms: 30_000,
+            nemesis: NemesisConfig {
+                faults: Fault::ALL.to_vec(),
+                seed: seed.rotate_left(17),
+                quiet_ms: (1_000, 3_000),
+                down_ms: (1_000, 3_000),
+                partition_ms: (2_000, 5_000),
+                pause_ms: 6_000,
+                slow_ms: (100, 600),
+                recover_ms: 30_000,
+            },
             tail_ms: 3_000,
             final_read_ms: 30_000,
             budget: Budget::default(),
@@ -406,14 +403,8 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
 
     let mut nemesis = Nemesis::new(
         NemesisConfig {
-            faults: cfg.faults.clone(),
             seed: cfg.seed.rotate_left(17),
-            quiet_ms: cfg.quiet_ms,
-            down_ms: cfg.down_ms,
-            partition_ms: cfg.partition_ms,
-            pause_ms: cfg.pause_ms,
-            slow_ms: cfg.slow_ms,
-            recover_ms: cfg.recover_ms,
+            ..cfg.nemesis.clone()
         },
         start,
     );
@@ -439,7 +430,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
     // Heal everything and read the end state from every member.
     nemesis.heal_all(&mut ens);
     let mut liveness = Vec::new();
-    let recover = Duration::from_millis(cfg.recover_ms);
+    let recover = Duration::from_millis(cfg.nemesis.recover_ms);
     if nemesis::wait_serving(&ens, recover).await.is_none() {
         liveness.push(Anomaly {
             checker: "liveness",

@@ -24,9 +24,9 @@ async fn a_short_run_with_faults_finds_no_anomaly() -> anyhow::Result<()> {
     let seed = seed();
     eprintln!("history seed {seed} (HISTORY_SEED={seed} repeats it)");
     let mut cfg = RunConfig::new(seed, 20_000);
-    cfg.faults = Fault::ALL.to_vec();
+    cfg.nemesis.faults = Fault::ALL.to_vec();
     // Shorter quiet times than a long run's: 3 to 5 faults within the 17 s fault window.
-    cfg.quiet_ms = (500, 1_500);
+    cfg.nemesis.quiet_ms = (500, 1_500);
     let result = run(&cfg).await?;
     eprintln!("{}", result.summary());
     assert!(result.clean(), "{}", result.failure_report());

@@ -142,8 +142,8 @@ fn main() -> anyhow::Result<ExitCode> {
         cfg.members = args.members;
         cfg.clients = args.clients;
         cfg.keys = args.keys;
-        cfg.faults = faults.clone();
-        cfg.quiet_ms = quiet;
+        cfg.nemesis.faults = faults.clone();
+        cfg.nemesis.quiet_ms = quiet;
         cfg.think_ms = args.think_ms;
         cfg.dump = args
             .dump_dir
