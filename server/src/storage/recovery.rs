@@ -637,15 +637,7 @@ mod tests {
     /// Appends ZAB-style zxids with real transactions, so `recover` can replay them.
     fn write_zxids(log: &mut TxnLog, zxids: &[i64]) {
         for &z in zxids {
-            let mut p = Vec::new();
-            let hdr = TxnHeader {
-                session_id: 1,
-                cxid: 1,
-                zxid: z,
-                time_ms: 9,
-            };
-            encode_txn(&hdr, &create(z), &mut p);
-            log.append(z, &p).unwrap();
+            log.append(z, &txn_payload(z)).unwrap();
         }
         log.sync().unwrap();
     }
