@@ -20,13 +20,12 @@
 //!   back as [`Event::Persisted`](crate::server::Event::Persisted).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
 
 use bytes::Bytes;
 use rookery_proto::{ConnectRequest, Reader, Request};
 
 use crate::quorum::relay::NOT_A_CONNECTION;
-use crate::quorum::{Incoming, PeerMsg, PeerNet, Relay};
+use crate::quorum::{Incoming, PeerMsg, Relay, Transport};
 use crate::server::{Core, Plan, Queued, ReplyKind};
 use crate::storage::codec::decode_txn;
 use crate::storage::epoch::Epochs;
@@ -53,7 +52,7 @@ const MAX_FORWARDING_CONNS: usize = 1 << 16;
 /// The ensemble side of the request processor.
 pub struct Ensemble {
     pub(crate) node: Node,
-    net: PeerNet,
+    net: Box<dyn Transport>,
     /// What the core last said this member is.
     pub(crate) role: RoleChange,
     /// Writes of this member's clients (and handshakes) waiting for their commit, per session, in
@@ -101,12 +100,13 @@ pub struct Ensemble {
     backlog: VecDeque<(i64, Bytes)>,
     /// The longest `backlog` allowed: past it a write is refused.
     max_backlog: usize,
-    /// Since when this member has been without a leader to serve under (`election_time`).
-    looking_since: Option<Instant>,
-    /// As leader: when each write not yet committed was numbered, in zxid order
+    /// Since when (µs, the core's clock) this member has been without a leader to serve under
+    /// (`election_time`).
+    looking_since: Option<u64>,
+    /// As leader: when (µs, the core's clock) each write not yet committed was numbered, in zxid order
     /// (`proposal_latency`). Bounded by the backlog and the proposal window; cleared when the
     /// role changes.
-    proposed_at: VecDeque<(i64, Instant)>,
+    proposed_at: VecDeque<(i64, u64)>,
 }
 
 /// Whom a read confirmed by the leader's quorum round answers.
@@ -120,6 +120,10 @@ enum ReadWaiter {
         session_id: i64,
         cxid: i32,
     },
+    /// A handshake resuming a session on this leader: answered from the session table once a
+    /// quorum confirmed that this member still leads (a deposed leader's table may lack a
+    /// close the new leader committed).
+    Resume(ConnId, ConnectRequest),
 }
 
 /// A leader's view of its learners' connections (learner, connection): the number of the next
@@ -194,7 +198,7 @@ impl std::fmt::Debug for Ensemble {
 
 impl Ensemble {
     /// Wraps a core and its transport.
-    pub fn new(node: Node, net: PeerNet, tick_ms: u64, max_backlog: usize) -> Ensemble {
+    pub fn new(node: Node, net: Box<dyn Transport>, tick_ms: u64, max_backlog: usize) -> Ensemble {
         Ensemble {
             node,
             net,
@@ -215,9 +219,15 @@ impl Ensemble {
             forwarding: ForwardOrder::default(),
             backlog: VecDeque::new(),
             max_backlog: max_backlog.max(1),
-            looking_since: Some(Instant::now()),
+            // Set from the core's clock when the core takes the ensemble.
+            looking_since: None,
             proposed_at: VecDeque::new(),
         }
+    }
+
+    /// Starts the election-time clock (µs, the core's clock).
+    pub(crate) fn looking_from(&mut self, now_us: u64) {
+        self.looking_since = Some(now_us);
     }
 
     /// Serving clients: the established leader, or a synchronized learner.
@@ -262,6 +272,11 @@ impl Core {
         self.ensemble
             .as_mut()
             .expect("only ensemble members run this")
+    }
+
+    /// ZAB's timer, every [`Ensemble::tick_ms`].
+    pub fn zab_tick(&mut self) {
+        self.zab_step(Input::Tick);
     }
 
     /// Feeds the core one input and performs what it asks.
@@ -414,14 +429,15 @@ impl Core {
                 .ensemble
                 .as_mut()
                 .expect("only ensemble members run this");
-            while let Some(&(zxid, at)) = ens.proposed_at.front() {
+            let now_us = self.env.now_us();
+            while let Some(&(zxid, at_us)) = ens.proposed_at.front() {
                 if zxid > last {
                     break;
                 }
                 ens.proposed_at.pop_front();
                 self.metrics
                     .proposal_latency
-                    .observe(at.elapsed().as_secs_f64() * 1e3);
+                    .observe(now_us.saturating_sub(at_us) as f64 / 1e3);
             }
         }
         let n = entries.len() as u64;
@@ -438,7 +454,7 @@ impl Core {
             let applied = self.commit(&hdr, &txn);
             // As ZooKeeper measures it: from the leader stamping the transaction to its commit
             // here, by the wall clocks of both (so skew between machines shows in it).
-            let propagation_ms = (crate::server::wall_ms() - hdr.time_ms).max(0);
+            let propagation_ms = (self.env.wall_ms() - hdr.time_ms).max(0);
             self.metrics
                 .commit_propagation_latency
                 .observe(propagation_ms as f64);
@@ -546,6 +562,33 @@ impl Core {
         }
     }
 
+    /// As leader: a handshake resuming a session waits for a quorum round that confirms this
+    /// member still leads, and, if the session's close is under way here, for that close to be
+    /// applied (the session is then gone) or undone (this member stopped leading and dropped
+    /// the connection). Answering from the table at once let a deposed leader, within
+    /// syncLimit, resume a session the new leader had closed, and refuse as expired a session
+    /// whose close never committed (defect 9, found by the whole-member simulator).
+    pub(crate) fn confirm_resume(&mut self, conn_id: ConnId, req: ConnectRequest) {
+        let session_id = req.session_id;
+        self.confirm_behind_close(session_id, ReadWaiter::Resume(conn_id, req));
+    }
+
+    /// As leader: a quorum round for `waiter`, which looks at `session_id`'s entry in the
+    /// session table; while the session's close is under way here (it already refuses the
+    /// session's handshakes, but the close is not committed), the round waits for the close to
+    /// be applied or undone, so that the commit point it gives covers the outcome.
+    fn confirm_behind_close(&mut self, session_id: i64, waiter: ReadWaiter) {
+        if self.sessions.is_closing(session_id) {
+            self.ens()
+                .closing_revalidations
+                .entry(session_id)
+                .or_default()
+                .push(waiter);
+            return;
+        }
+        self.confirm_read(waiter);
+    }
+
     /// As leader: answers the revalidations parked behind closes that are now applied or undone.
     fn release_closing_revalidations(&mut self) {
         let parked: Vec<i64> = self.ens().closing_revalidations.keys().copied().collect();
@@ -577,14 +620,15 @@ impl Core {
             .as_mut()
             .expect("only ensemble members run this");
         ens.proposed_at.clear();
+        let now_us = self.env.now_us();
         if ens.serving() {
-            if let Some(since) = ens.looking_since.take() {
+            if let Some(since_us) = ens.looking_since.take() {
                 self.metrics
                     .election_time
-                    .observe(since.elapsed().as_secs_f64() * 1e3);
+                    .observe(now_us.saturating_sub(since_us) as f64 / 1e3);
             }
         } else {
-            ens.looking_since.get_or_insert_with(Instant::now);
+            ens.looking_since.get_or_insert(now_us);
         }
         if was_serving {
             // As ZooKeeper: a member that stops serving under one leader drops its clients.
@@ -608,6 +652,10 @@ impl Core {
             ens.backlog.clear();
             self.outstanding = Default::default();
         }
+        // A close this member started and did not see commit is in doubt under any new role:
+        // the next leader retries an expiry that did not commit. Left marked, a deposed leader
+        // would refuse a live session as expired once it follows (defect 9).
+        self.sessions.reopen_all();
         match role {
             RoleChange::Looking => {}
             RoleChange::Leading { .. } => {
@@ -665,7 +713,7 @@ impl Core {
             session_id,
             cxid,
             zxid,
-            time_ms: crate::server::wall_ms(),
+            time_ms: self.env.wall_ms(),
         };
         let mut payload = Vec::with_capacity(128);
         crate::storage::codec::encode_txn(&hdr, &txn, &mut payload);
@@ -680,8 +728,10 @@ impl Core {
                 .or_default()
                 .push_back((cxid, plan));
         }
+        let now_us = self.env.now_us();
+        let ens = self.ens();
         ens.backlog.push_back((zxid, Bytes::from(payload)));
-        ens.proposed_at.push_back((zxid, Instant::now()));
+        ens.proposed_at.push_back((zxid, now_us));
         self.propose_backlog();
         true
     }
@@ -841,7 +891,9 @@ impl Core {
             Err(e) => {
                 tracing::debug!(error = %e, "cannot confirm a read");
                 match waiter {
-                    ReadWaiter::Local(conn, _) => self.close_conn(conn),
+                    ReadWaiter::Local(conn, _) | ReadWaiter::Resume(conn, _) => {
+                        self.close_conn(conn)
+                    }
                     ReadWaiter::Remote {
                         to,
                         session_id,
@@ -860,6 +912,7 @@ impl Core {
             };
             match waiter {
                 ReadWaiter::Local(conn, q) => self.ens().syncs.push((zxid, conn, q)),
+                ReadWaiter::Resume(conn, req) => self.ens().revalidated.push((zxid, conn, req)),
                 ReadWaiter::Remote {
                     to,
                     session_id,
@@ -875,6 +928,7 @@ impl Core {
             }
         }
         self.answer_syncs();
+        self.finish_revalidations();
     }
 
     /// A follower's `sync`: ask the leader for its commit point.
@@ -911,8 +965,8 @@ impl Core {
         }
     }
 
-    /// A message from another member.
-    pub(crate) fn on_peer(&mut self, inc: Incoming) {
+    /// A message from another member (or the end of a connection from it).
+    pub fn on_peer(&mut self, inc: Incoming) {
         let Incoming { from, msg } = inc;
         match msg {
             None => self.zab_step(Input::Disconnected { peer: from }),
@@ -967,18 +1021,13 @@ impl Core {
                     session_id,
                     cxid,
                 };
-                if cxid == REVALIDATE_CXID && self.sessions.is_closing(session_id) {
-                    // This leader already refuses the session's handshakes, but its close is
-                    // not committed yet: a commit point from now would let the learner resume
+                if cxid == REVALIDATE_CXID {
+                    // A commit point from before a close under way would let the learner resume
                     // the session from a table without the close.
-                    self.ens()
-                        .closing_revalidations
-                        .entry(session_id)
-                        .or_default()
-                        .push(waiter);
-                    return;
+                    self.confirm_behind_close(session_id, waiter);
+                } else {
+                    self.confirm_read(waiter);
                 }
-                self.confirm_read(waiter);
             }
             Relay::Forward {
                 session_id, cxid, ..

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod ensemble;
+pub mod env;
 pub mod inspect;
 pub mod metrics;
 pub mod prep;
@@ -221,24 +222,13 @@ pub async fn run_with_backend(
     };
     let recovered = recover(&cfg, backend.as_ref())?;
     let cfg = Arc::new(cfg);
-    let mut log = storage::txn_log::TxnLog::open(
-        backend.clone(),
-        &cfg.data_log_dir,
-        cfg.prealloc_bytes,
-        recovered.last_zxid,
-        recovered.tail.clone(),
-    )?;
+    let mut log = open_log(&cfg, backend.clone(), &recovered)?;
     log.prepare_ahead();
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
     let durable_tx = tx.clone();
     let (ensemble, peers, dirs) = if is_ensemble {
-        let (ensemble, peers, epochs) =
-            start_ensemble(&cfg, &recovered, shutdown.clone(), backend.as_ref()).await?;
-        let dirs = storage::writer::StoreDirs {
-            backend: backend.clone(),
-            snap_dir: cfg.data_dir.clone(),
-            epochs,
-        };
+        let (ensemble, peers, dirs) =
+            start_ensemble(&cfg, &recovered, shutdown.clone(), &backend).await?;
         (Some(ensemble), Some(peers), Some(dirs))
     } else {
         (None, None, None)
@@ -249,19 +239,12 @@ pub async fn run_with_backend(
         if let Ok(synced) = &r {
             fsync_metrics.fsync_time.observe(synced.fsync_ms);
         }
-        let ev = match r {
-            Ok(storage::writer::Synced { seq: Some(seq), .. }) => server::Event::Persisted(seq),
-            Ok(synced) => server::Event::Durable(synced.zxid),
-            Err(e) => server::Event::StorageFailed(e.to_string()),
-        };
-        let _ = durable_tx.blocking_send(ev);
+        let _ = durable_tx.blocking_send(server::Event::from_sync(r));
     });
     let core = server::Core::new(
         cfg.clone(),
         recovered,
-        writer,
-        backend,
-        tx.clone(),
+        server::Io::system(Box::new(writer), backend, tx.clone()),
         ensemble,
     )
     .with_metrics(metrics.clone())
@@ -444,19 +427,60 @@ async fn start_ensemble(
     cfg: &Config,
     recovered: &storage::recovery::Recovered,
     shutdown: CancellationToken,
-    backend: &dyn storage::Backend,
+    backend: &Arc<dyn storage::Backend>,
 ) -> Result<
     (
         ensemble::Ensemble,
         mpsc::Receiver<quorum::Incoming>,
-        storage::epoch::Epochs,
+        storage::writer::StoreDirs,
     ),
     RunError,
 > {
-    let epochs = storage::epoch::read(backend, &cfg.data_dir)?;
+    let (node, dirs) = zab_node(cfg, recovered, backend, rand::random())?;
+    let my_id = u64::from(cfg.server_id);
+    let (in_tx, in_rx) = mpsc::channel(PEER_QUEUE);
+    let tls = quorum_tls(cfg, &shutdown)?;
+    let net = quorum::start(my_id, &cfg.ensemble, in_tx, shutdown, tls)
+        .await
+        .map_err(|e| RunError::Ensemble(e.to_string()))?;
+    tracing::info!(
+        id = my_id,
+        members = cfg.ensemble.len(),
+        accepted_epoch = dirs.epochs.accepted,
+        current_epoch = dirs.epochs.current,
+        "starting as an ensemble member"
+    );
+    Ok((ensemble_over(cfg, node, Box::new(net)), in_rx, dirs))
+}
+
+/// Opens the transaction log to append after what recovery found.
+pub fn open_log(
+    cfg: &Config,
+    backend: Arc<dyn storage::Backend>,
+    recovered: &storage::recovery::Recovered,
+) -> Result<storage::txn_log::TxnLog, storage::StorageError> {
+    storage::txn_log::TxnLog::open(
+        backend,
+        &cfg.data_log_dir,
+        cfg.prealloc_bytes,
+        recovered.last_zxid,
+        recovered.tail.clone(),
+    )
+}
+
+/// The ZAB core of this member, from what recovery found on disk (its epochs and tail-cut
+/// marker too), with its randomness seeded by `seed`; and where the log writer performs the
+/// core's store operations that are not log appends.
+pub fn zab_node(
+    cfg: &Config,
+    recovered: &storage::recovery::Recovered,
+    backend: &Arc<dyn storage::Backend>,
+    seed: u64,
+) -> Result<(zab::Node, storage::writer::StoreDirs), RunError> {
+    let epochs = storage::epoch::read(backend.as_ref(), &cfg.data_dir)?;
     // Set by recovery before it cut a non-empty tail, at this start or an earlier one, and removed
     // only once this member has synchronized with a leader (see `storage::tail_cut`).
-    let tail_cut = storage::tail_cut::read(backend, &cfg.data_dir)?;
+    let tail_cut = storage::tail_cut::read(backend.as_ref(), &cfg.data_dir)?;
     if let Some(what) = &tail_cut {
         tracing::warn!(
             marker = %storage::tail_cut::path(&cfg.data_dir).display(),
@@ -495,7 +519,7 @@ async fn start_ensemble(
     zcfg.connect_retry_ticks = per;
     zcfg.election_resend_max_ticks = 4 * per;
     zcfg.max_outstanding_proposals = cfg.max_outstanding_proposals;
-    zcfg.seed = rand::random();
+    zcfg.seed = seed;
     zcfg.validate()
         .map_err(|e| RunError::Ensemble(e.to_string()))?;
     let durable = zab::DurableState {
@@ -513,25 +537,27 @@ async fn start_ensemble(
         tail_cut: tail_cut.is_some(),
     };
     let node = zab::Node::new(zcfg, durable).map_err(|e| RunError::Ensemble(e.to_string()))?;
-    let (in_tx, in_rx) = mpsc::channel(PEER_QUEUE);
-    let tls = quorum_tls(cfg, &shutdown)?;
-    let net = quorum::start(my_id, &cfg.ensemble, in_tx, shutdown, tls)
-        .await
-        .map_err(|e| RunError::Ensemble(e.to_string()))?;
-    tracing::info!(
-        id = my_id,
-        members = cfg.ensemble.len(),
-        accepted_epoch = epochs.accepted,
-        current_epoch = epochs.current,
-        "starting as an ensemble member"
-    );
-    let tick_ms = (cfg.tick_time_ms / u64::from(per)).max(1);
+    let dirs = storage::writer::StoreDirs {
+        backend: backend.clone(),
+        snap_dir: cfg.data_dir.clone(),
+        epochs,
+    };
+    Ok((node, dirs))
+}
+
+/// The ensemble side of the request processor over `node`, sending through `net`, with the
+/// configuration's tick and backlog limits.
+pub fn ensemble_over(
+    cfg: &Config,
+    node: zab::Node,
+    net: Box<dyn quorum::Transport>,
+) -> ensemble::Ensemble {
+    let tick_ms = (cfg.tick_time_ms / u64::from(ensemble::TICKS_PER_TICK)).max(1);
     // Each member's clients have at most `globalOutstandingLimit` requests in flight, so a
     // leader holds back at most that many writes per member (with room for members configured
     // with a larger limit).
     let max_backlog = cfg
         .global_outstanding_limit
         .saturating_mul(2 * cfg.ensemble.len().max(1));
-    let ens = ensemble::Ensemble::new(node, net, tick_ms, max_backlog);
-    Ok((ens, in_rx, epochs))
+    ensemble::Ensemble::new(node, net, tick_ms, max_backlog)
 }

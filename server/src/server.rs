@@ -16,9 +16,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
 use rookery_proto::frame::write_frame;
 use rookery_proto::records::*;
 use rookery_proto::{
@@ -32,12 +32,13 @@ use tokio_util::sync::CancellationToken;
 use crate::acl;
 use crate::config::Config;
 use crate::connection::Slot;
+use crate::env::Env;
 use crate::prep::{Ctx, Outstanding, Prep, WriteOp};
 use crate::session::SessionTracker;
 use crate::storage::codec::encode_txn;
 use crate::storage::recovery::Recovered;
 use crate::storage::snapshot::{SessionRecord, SnapshotImage};
-use crate::storage::writer::LogWriter;
+use crate::storage::writer::Journal;
 use crate::storage::{self, Backend};
 use crate::tree::{Applied, DataTree, Notification};
 use crate::txn::{Txn, TxnHeader};
@@ -114,6 +115,17 @@ pub enum Event {
     Persisted(u64),
     /// An AdminServer command or a metrics scrape.
     Admin(crate::admin::http::AdminRequest),
+}
+
+impl Event {
+    /// What a log writer's batch result tells the core.
+    pub fn from_sync(r: Result<crate::storage::writer::Synced, storage::StorageError>) -> Event {
+        match r {
+            Ok(crate::storage::writer::Synced { seq: Some(seq), .. }) => Event::Persisted(seq),
+            Ok(synced) => Event::Durable(synced.zxid),
+            Err(e) => Event::StorageFailed(e.to_string()),
+        }
+    }
 }
 
 /// A request waiting behind its session's in-flight writes.
@@ -311,7 +323,7 @@ pub struct Core {
     /// [`crate::connection`]).
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pending: VecDeque<Pending>,
-    pub(crate) log: LogWriter,
+    pub(crate) log: Box<dyn Journal>,
     backend: Arc<dyn Backend>,
     /// For threads (snapshots) that report back.
     events: mpsc::Sender<Event>,
@@ -321,7 +333,10 @@ pub struct Core {
     pub(crate) last_snapshot_zxid: i64,
     last_purge_ms: u64,
     pub(crate) failed: Option<String>,
-    pub(crate) started: Instant,
+    /// The clocks and the background threads.
+    pub(crate) env: Box<dyn Env>,
+    /// Session passwords, SASL nonces and snapshot spacing draw from it.
+    rng: StdRng,
     pub(crate) stats: ServerStats,
     last_container_check_ms: u64,
     /// Set for an ensemble member: the consensus core and its transport.
@@ -337,11 +352,37 @@ pub struct Core {
 #[error("storage failed: {0}")]
 pub struct StorageFailed(pub String);
 
-/// Wall-clock ms since the epoch: only for stamping transactions and reports.
-pub(crate) fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// What a [`Core`] does its I/O through: the seams a simulator replaces.
+pub struct Io {
+    /// Where writes go to become durable; completions come back as [`Event::Durable`] and
+    /// [`Event::Persisted`].
+    pub log: Box<dyn Journal>,
+    /// The file system snapshots and purges write through.
+    pub backend: Arc<dyn Backend>,
+    /// The sender of the queue the core's driver reads: background jobs report through it.
+    pub events: mpsc::Sender<Event>,
+    /// The clocks and the background threads.
+    pub env: Box<dyn Env>,
+    /// Randomness. The server seeds it from the operating system (session passwords come from
+    /// it); a simulator seeds it from its run's seed.
+    pub rng: StdRng,
+}
+
+impl Io {
+    /// The server's: the real clocks, threads, and an RNG seeded by the operating system.
+    pub fn system(
+        log: Box<dyn Journal>,
+        backend: Arc<dyn Backend>,
+        events: mpsc::Sender<Event>,
+    ) -> Io {
+        Io {
+            log,
+            backend,
+            events,
+            env: Box::new(crate::env::SystemEnv::new()),
+            rng: StdRng::from_entropy(),
+        }
+    }
 }
 
 /// A reply as the request handlers build it: (xid, zxid, err, body, close afterwards).
@@ -350,6 +391,13 @@ type Reply = (i32, i64, i32, Response, bool);
 /// A reply carrying only an error code (the body is sent only for err 0).
 fn error_reply(xid: i32, zxid: i64, code: ErrorCode, close: bool) -> Reply {
     (xid, zxid, code.code(), Response::Empty, close)
+}
+
+/// Like ZooKeeper, snapshot after a random count in [snapCount/2, snapCount] so that the
+/// members of an ensemble do not all snapshot at once.
+fn pick_snapshot_due(rng: &mut StdRng, snap_count: u64) -> u64 {
+    let half = (snap_count / 2).max(1);
+    half + rng.gen::<u64>() % (snap_count - half + 1).max(1)
 }
 
 fn reply_frame(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
@@ -407,22 +455,30 @@ impl<'a> Op<'a> {
 }
 
 impl Core {
-    /// A server over recovered state, appending to `log`. `events` is the sender of the queue
-    /// [`Core::run`] reads; threads the core starts report back through it.
+    /// A server over recovered state, doing its I/O through `io`. An ensemble member also gets
+    /// its consensus core and transport.
     pub fn new(
         cfg: Arc<Config>,
         recovered: Recovered,
-        log: LogWriter,
-        backend: Arc<dyn Backend>,
-        events: mpsc::Sender<Event>,
-        ensemble: Option<crate::ensemble::Ensemble>,
+        io: Io,
+        mut ensemble: Option<crate::ensemble::Ensemble>,
     ) -> Self {
-        let mut sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_time_ms);
+        let Io {
+            log,
+            backend,
+            events,
+            env,
+            mut rng,
+        } = io;
+        let mut sessions = SessionTracker::new(cfg.server_id, env.wall_ms(), cfg.tick_time_ms);
         // Restored sessions get a full timeout from now: their clients may be reconnecting.
         for s in &recovered.sessions {
             sessions.add(s.id, s.timeout_ms, s.passwd, 0);
         }
-        let snapshot_due = Self::pick_snapshot_due(cfg.snap_count);
+        let snapshot_due = pick_snapshot_due(&mut rng, cfg.snap_count);
+        if let Some(ens) = ensemble.as_mut() {
+            ens.looking_from(env.now_us());
+        }
         Core {
             tree: recovered.tree,
             sessions,
@@ -442,7 +498,8 @@ impl Core {
             last_snapshot_zxid: recovered.snapshot.as_ref().map_or(0, |s| s.1),
             last_purge_ms: 0,
             failed: None,
-            started: Instant::now(),
+            env,
+            rng,
             stats: ServerStats::default(),
             last_container_check_ms: 0,
             ensemble,
@@ -490,16 +547,9 @@ impl Core {
         self.cfg.global_outstanding_limit - self.slots.available_permits()
     }
 
-    /// Like ZooKeeper, snapshot after a random count in [snapCount/2, snapCount] so that the
-    /// members of an ensemble do not all snapshot at once.
-    fn pick_snapshot_due(snap_count: u64) -> u64 {
-        let half = (snap_count / 2).max(1);
-        half + rand::random::<u64>() % (snap_count - half + 1).max(1)
-    }
-
-    /// Monotonic ms since the core started: the session tracker's clock.
+    /// Monotonic ms: the session tracker's clock.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.env.now_ms()
     }
 
     /// Runs until `shutdown` is cancelled, or until storage fails (an error).
@@ -529,8 +579,8 @@ impl Core {
                         None => std::future::pending().await,
                     }
                 } => self.on_peer(inc),
-                _ = zab_tick.tick(), if is_ensemble => self.zab_step(crate::zab::Input::Tick),
-                _ = tick.tick() => self.on_tick(),
+                _ = zab_tick.tick(), if is_ensemble => self.zab_tick(),
+                _ = tick.tick() => self.tick(),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -545,6 +595,27 @@ impl Core {
                 Ok(())
             }
         }
+    }
+
+    /// Why storage failed, once it has: the driver stops the core.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The last applied zxid.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// The applied tree (a simulator reads each member's final state from it).
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// `standalone`, or the member's role as `srvr` names it (`leader`, `follower`, `observer`,
+    /// or `looking` while it elects).
+    pub fn mode(&self) -> &'static str {
+        self.ensemble.as_ref().map_or("standalone", |e| e.mode())
     }
 
     /// Handles one event.
@@ -660,7 +731,7 @@ impl Core {
             });
         }
         let stats = ConnStats {
-            established_wall_ms: wall_ms(),
+            established_wall_ms: self.env.wall_ms(),
             last_op: "NA",
             ..ConnStats::default()
         };
@@ -702,7 +773,7 @@ impl Core {
             let read_only = req.read_only.map(|_| false);
             let session_id = self.sessions.next_session_id();
             let mut passwd = [0u8; 16];
-            rand::thread_rng().fill_bytes(&mut passwd);
+            self.rng.fill_bytes(&mut passwd);
             let txn = Txn::CreateSession {
                 session_id,
                 timeout_ms,
@@ -748,6 +819,14 @@ impl Core {
                 .as_ref()
                 .and_then(|e| e.leader_to_forward())
                 .is_some();
+        // A leader confirms it still leads before it looks (and waits out a close under way).
+        let leader = self.ensemble.as_ref().is_some_and(|e| e.is_leader());
+        if leader && (!revalidated || self.sessions.is_closing(req.session_id)) {
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.establishing = true;
+            }
+            return self.confirm_resume(conn_id, req);
+        }
         match self.sessions.get(req.session_id) {
             Some(s) if s.passwd[..] == req.passwd[..] && !learner => {
                 let passwd = s.passwd;
@@ -1013,7 +1092,7 @@ impl Core {
             s.last_op = op.name;
             s.last_cxid = cxid;
             s.last_zxid = zxid;
-            s.last_response_wall_ms = wall_ms();
+            s.last_response_wall_ms = self.env.wall_ms();
             s.last_latency_ms = latency_ms;
             s.latency.record(latency_ms);
         }
@@ -1175,7 +1254,7 @@ impl Core {
             _ if users.is_empty() => Err("SASL is not configured (no JAAS users)".to_owned()),
             None if token.is_empty() => {
                 let mut exchange =
-                    DigestMd5Server::new(ZOOKEEPER_REALM, generate_nonce(&mut rand::thread_rng()));
+                    DigestMd5Server::new(ZOOKEEPER_REALM, generate_nonce(&mut self.rng));
                 let challenge = exchange.challenge();
                 conn.sasl = Some(exchange);
                 return (
@@ -1447,7 +1526,7 @@ impl Core {
             session_id,
             cxid,
             zxid,
-            time_ms: wall_ms(),
+            time_ms: self.env.wall_ms(),
         };
         let mut payload = Vec::with_capacity(128);
         encode_txn(&hdr, &txn, &mut payload);
@@ -1466,8 +1545,10 @@ impl Core {
             let applied = self.commit(&p.hdr, &p.txn);
             self.outstanding.applied(p.hdr.zxid);
             self.finish(p.hdr.zxid, &p.txn, p.plan, applied);
+            // `snapCount` counts transactions, as ZooKeeper's does (and as an ensemble member's
+            // does), not durable batches.
+            self.applied_since_snapshot += 1;
         }
-        self.applied_since_snapshot += 1;
         if self.applied_since_snapshot >= self.snapshot_due && !self.snapshot_running {
             self.start_snapshot();
         }
@@ -1665,7 +1746,7 @@ impl Core {
 
     pub(crate) fn start_snapshot(&mut self) {
         self.applied_since_snapshot = 0;
-        self.snapshot_due = Self::pick_snapshot_due(self.cfg.snap_count);
+        self.snapshot_due = pick_snapshot_due(&mut self.rng, self.cfg.snap_count);
         self.snapshot_running = true;
         let image = self.snapshot_image();
         // Later records go to a new segment, so old segments can be purged once covered.
@@ -1678,12 +1759,15 @@ impl Core {
             nodes = image.nodes.len(),
             "taking a snapshot"
         );
-        std::thread::spawn(move || {
+        let job = Box::new(move || {
             let result = storage::snapshot::write(backend.as_ref(), &dir, &image)
                 .map(|_| image.zxid)
                 .map_err(|e| e.to_string());
             let _ = events.blocking_send(Event::SnapshotDone(result));
         });
+        if let Err(e) = self.env.background("rookery-snapshot", job) {
+            self.on_snapshot_done(Err(format!("starting the snapshot thread: {e}")));
+        }
     }
 
     fn on_snapshot_done(&mut self, result: Result<i64, String>) {
@@ -1710,7 +1794,7 @@ impl Core {
             self.cfg.snap_retain_count,
         );
         let backend = self.backend.clone();
-        std::thread::spawn(move || {
+        let job = Box::new(move || {
             match storage::purge::purge(backend.as_ref(), &snap_dir, &log_dir, retain) {
                 Ok(removed) => {
                     tracing::info!(files = removed.len(), "purged old snapshots and logs")
@@ -1718,11 +1802,17 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         });
+        if let Err(e) = self.env.background("rookery-purge", job) {
+            // The next interval tries again.
+            tracing::warn!(error = %e, "could not start the purge thread");
+        }
     }
 
     // === timers ===
 
-    fn on_tick(&mut self) {
+    /// The request processor's timer, every half `tickTime`: expires sessions (on the leader or
+    /// a standalone server), relays session activity (on a learner), reaps containers, purges.
+    pub fn tick(&mut self) {
         let now = self.now_ms();
         self.maybe_purge(now);
         if self.ensemble.as_ref().is_some_and(|e| !e.is_leader()) {
@@ -1758,7 +1848,7 @@ impl Core {
     /// Deletes empty containers and expired TTL nodes (`ContainerManager`).
     fn reap_containers(&mut self) {
         let due = self.tree.expired_containers(
-            wall_ms(),
+            self.env.wall_ms(),
             self.cfg.container_max_never_used_interval_ms as i64,
         );
         for path in due {

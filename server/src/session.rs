@@ -128,6 +128,14 @@ impl SessionTracker {
         }
     }
 
+    /// Undoes every [`SessionTracker::set_closing`]: the member's role changed, so closes it
+    /// started may never commit.
+    pub fn reopen_all(&mut self) {
+        for s in self.sessions.values_mut() {
+            s.closing = false;
+        }
+    }
+
     /// Undoes [`SessionTracker::set_closing`] when the close could not be proposed.
     pub fn reopen(&mut self, id: i64) {
         if let Some(s) = self.sessions.get_mut(&id) {

@@ -227,7 +227,7 @@ fn server_stats(core: &Core) -> Value {
             "auth_failed_count": core.stats.auth_failed,
             "non_mtlsremote_conn_count": 0,
             "non_mtlslocal_conn_count": 0,
-            "uptime": core.started.elapsed().as_millis() as u64,
+            "uptime": core.env.now_ms(),
         },
         "client_response": response_sizes,
         "node_count": zk_node_count(core),

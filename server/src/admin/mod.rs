@@ -10,7 +10,7 @@ pub mod http;
 pub use four_letter::four_letter;
 use serde_json::{json, Value};
 
-use crate::server::{wall_ms, Core};
+use crate::server::Core;
 
 /// The version string the server reports.
 pub const VERSION: &str = concat!("3.9.0-rookery-", env!("CARGO_PKG_VERSION"));
@@ -109,12 +109,12 @@ fn monitor_rows(core: &Core) -> Vec<(&'static str, Value)> {
             json!(core.tree.approximate_data_size()),
         ),
         ("open_file_descriptor_count", json!(open_fds())),
-        ("uptime", json!(core.started.elapsed().as_millis() as u64)),
+        ("uptime", json!(core.env.now_ms())),
         ("global_sessions", json!(core.sessions.len())),
         ("local_sessions", json!(0)),
         ("auth_failed_count", json!(core.stats.auth_failed)),
         ("last_zxid", json!(core.last_zxid)),
-        ("now_ms", json!(wall_ms())),
+        ("now_ms", json!(core.env.wall_ms())),
     ];
     if let Some(e) = &core.ensemble {
         let st = e.node.status();

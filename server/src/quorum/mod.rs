@@ -95,7 +95,8 @@ pub enum PeerMsg {
 }
 
 impl PeerMsg {
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the message as one frame: a 4-byte big-endian length, then the body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         match self {
@@ -112,7 +113,8 @@ impl PeerMsg {
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
-    fn decode(body: &[u8]) -> Result<PeerMsg, String> {
+    /// Reads a frame's body (without its length).
+    pub fn decode(body: &[u8]) -> Result<PeerMsg, String> {
         match body.split_first() {
             Some((&KIND_ZAB, rest)) => zab::wire::decode(rest)
                 .map(PeerMsg::Zab)
@@ -163,6 +165,13 @@ pub struct Incoming {
     pub msg: Option<PeerMsg>,
 }
 
+/// How the request processor reaches the other members. Sending never blocks and may lose the
+/// message (a full queue, a broken connection): ZAB and the relay protocol recover from loss.
+pub trait Transport: Send {
+    /// Queues `msg` for member `to`.
+    fn send(&self, to: PeerId, msg: PeerMsg);
+}
+
 /// The sending side: one queue per peer and port.
 #[derive(Debug, Clone)]
 pub struct PeerNet {
@@ -170,9 +179,9 @@ pub struct PeerNet {
     quorum: Arc<BTreeMap<PeerId, Queue>>,
 }
 
-impl PeerNet {
-    /// Queues `msg` for `to`; drops it if the queue is full or the peer unknown.
-    pub fn send(&self, to: PeerId, msg: PeerMsg) {
+impl Transport for PeerNet {
+    /// Drops the message if the queue is full or the peer unknown.
+    fn send(&self, to: PeerId, msg: PeerMsg) {
         let queues = if msg.is_election() {
             &self.election
         } else {

@@ -73,6 +73,20 @@ pub struct StoreDirs {
     pub epochs: Epochs,
 }
 
+/// Where the request processor sends what must become durable. Every method only queues: the
+/// durable point comes back later as an event (`Durable`, or `Persisted` for a store operation),
+/// in the order the commands were queued.
+pub trait Journal: Send {
+    /// Queues a record.
+    fn append(&self, zxid: i64, payload: Vec<u8>);
+    /// Queues a ZAB store operation; its completion is reported as [`Synced::seq`].
+    fn store(&self, seq: u64, cmd: StoreCmd);
+    /// Starts a new segment after the records queued so far.
+    fn roll(&self);
+    /// Writes out what is queued and stops.
+    fn close(self: Box<Self>);
+}
+
 /// Handle on the writer thread. Dropping it lets the thread finish its queue and exit.
 pub struct LogWriter {
     tx: mpsc::Sender<Cmd>,
@@ -131,6 +145,26 @@ impl State {
             }
         }
     }
+
+    /// Runs one batch of commands and makes it durable with one sync.
+    fn batch(&mut self, cmds: Vec<Cmd>) -> Result<Synced, StorageError> {
+        let mut seq = None;
+        for cmd in cmds {
+            let this = match &cmd {
+                Cmd::Store(s, _) => Some(*s),
+                _ => None,
+            };
+            self.run(cmd)?;
+            seq = this.or(seq);
+        }
+        let started = std::time::Instant::now();
+        let zxid = self.log.sync()?;
+        Ok(Synced {
+            zxid,
+            seq,
+            fsync_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
 }
 
 /// ZAB's SNAP: the leader's image, verified, replaces this member's whole history up to `zxid`.
@@ -178,30 +212,11 @@ impl LogWriter {
                                 Err(_) => break,
                             }
                         }
-                        let mut result = Ok(());
-                        let mut seq = None;
-                        for cmd in cmds {
-                            let this = match &cmd {
-                                Cmd::Store(s, _) => Some(*s),
-                                _ => None,
-                            };
-                            result = state.run(cmd);
-                            if result.is_err() {
-                                break;
-                            }
-                            seq = this.or(seq);
-                        }
-                        let started = std::time::Instant::now();
-                        match result.and_then(|()| state.log.sync()) {
-                            Ok(zxid) => on_sync(Ok(Synced {
-                                zxid,
-                                seq,
-                                fsync_ms: started.elapsed().as_secs_f64() * 1e3,
-                            })),
-                            Err(e) => {
-                                on_sync(Err(e));
-                                return;
-                            }
+                        let result = state.batch(cmds);
+                        let failed = result.is_err();
+                        on_sync(result);
+                        if failed {
+                            return;
                         }
                     }
                 }));
@@ -220,22 +235,6 @@ impl LogWriter {
         }
     }
 
-    /// Queues a record. Never blocks.
-    pub fn append(&self, zxid: i64, payload: Vec<u8>) {
-        // A send error means the thread stopped after a failure it has already reported.
-        let _ = self.tx.send(Cmd::Append(zxid, payload));
-    }
-
-    /// Queues a ZAB store operation; its completion is reported as `Synced::seq`.
-    pub fn store(&self, seq: u64, cmd: StoreCmd) {
-        let _ = self.tx.send(Cmd::Store(seq, cmd));
-    }
-
-    /// Starts a new segment after the records queued so far.
-    pub fn roll(&self) {
-        let _ = self.tx.send(Cmd::Roll);
-    }
-
     /// Waits for the thread to write out its queue and exit.
     pub fn close(mut self) {
         let (tx, _) = mpsc::channel();
@@ -244,6 +243,98 @@ impl LogWriter {
             let _ = t.join();
         }
     }
+}
+
+impl Journal for LogWriter {
+    /// Never blocks.
+    fn append(&self, zxid: i64, payload: Vec<u8>) {
+        // A send error means the thread stopped after a failure it has already reported.
+        let _ = self.tx.send(Cmd::Append(zxid, payload));
+    }
+
+    fn store(&self, seq: u64, cmd: StoreCmd) {
+        let _ = self.tx.send(Cmd::Store(seq, cmd));
+    }
+
+    fn roll(&self) {
+        let _ = self.tx.send(Cmd::Roll);
+    }
+
+    fn close(self: Box<Self>) {
+        LogWriter::close(*self)
+    }
+}
+
+/// A log writer run by its owner instead of a thread: commands queue through the
+/// [`InlineJournal`] handle, and [`InlineWriter::flush`] writes and syncs them as one batch
+/// when the owner (the simulator) decides. It shares the thread's code, so the simulator runs
+/// the same group commit; commands still queued when the owner drops it were never durable,
+/// like a crash before the sync.
+pub struct InlineWriter {
+    state: State,
+    queue: Arc<std::sync::Mutex<Vec<Cmd>>>,
+    failed: bool,
+}
+
+/// The request processor's end of an [`InlineWriter`].
+pub struct InlineJournal {
+    queue: Arc<std::sync::Mutex<Vec<Cmd>>>,
+}
+
+impl InlineWriter {
+    /// A writer over `log`, and the journal the core queues into.
+    pub fn new(log: TxnLog, dirs: Option<StoreDirs>) -> (InlineWriter, InlineJournal) {
+        let queue = Arc::default();
+        let writer = InlineWriter {
+            state: State { log, dirs },
+            queue: Arc::clone(&queue),
+            failed: false,
+        };
+        (writer, InlineJournal { queue })
+    }
+
+    /// Commands queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().expect("journal queue").len()
+    }
+
+    /// Writes and syncs everything queued as one batch. `None` if nothing was queued or an
+    /// earlier batch failed (a failed writer reports once and stops, as the thread does).
+    pub fn flush(&mut self) -> Option<Result<Synced, StorageError>> {
+        if self.failed {
+            return None;
+        }
+        let cmds = std::mem::take(&mut *self.queue.lock().expect("journal queue"));
+        if cmds.is_empty() {
+            return None;
+        }
+        let result = self.state.batch(cmds);
+        self.failed = result.is_err();
+        Some(result)
+    }
+}
+
+impl Journal for InlineJournal {
+    fn append(&self, zxid: i64, payload: Vec<u8>) {
+        self.queue
+            .lock()
+            .expect("journal queue")
+            .push(Cmd::Append(zxid, payload));
+    }
+
+    fn store(&self, seq: u64, cmd: StoreCmd) {
+        self.queue
+            .lock()
+            .expect("journal queue")
+            .push(Cmd::Store(seq, cmd));
+    }
+
+    fn roll(&self) {
+        self.queue.lock().expect("journal queue").push(Cmd::Roll);
+    }
+
+    /// What is queued stays for the writer's owner to flush.
+    fn close(self: Box<Self>) {}
 }
 
 #[cfg(test)]
