@@ -73,10 +73,16 @@ pub struct Options {
     /// Keys for one member's zoo.cfg only (it may write files into the member's `dir`, such as
     /// its own certificate).
     pub member_extra: Option<MemberExtra>,
+    /// Environment variables for one member's process (each start and restart), on top of
+    /// `RUST_LOG=info`: to run a member under libfaketime ([`crate::faketime`]), say.
+    pub member_env: Option<MemberEnv>,
 }
 
 /// See [`Options::member_extra`].
 pub type MemberExtra = std::sync::Arc<dyn Fn(&Member) -> Vec<(String, String)> + Send + Sync>;
+
+/// See [`Options::member_env`]: the variables for a member (none for most).
+pub type MemberEnv = std::sync::Arc<dyn Fn(&Member) -> Vec<(String, String)> + Send + Sync>;
 
 impl Options {
     pub fn new(size: usize) -> Options {
@@ -87,6 +93,7 @@ impl Options {
             observers: 0,
             extra: Vec::new(),
             member_extra: None,
+            member_env: None,
         }
     }
 }
@@ -98,6 +105,7 @@ pub struct Ensemble {
     /// (from, to, proxy) for each direction and port, when proxied.
     /// (from, to, quorum port or election port, the proxy of that link).
     proxies: Vec<(usize, usize, bool, Proxy)>,
+    member_env: Option<MemberEnv>,
 }
 
 impl Drop for Ensemble {
@@ -196,6 +204,7 @@ impl Ensemble {
             root,
             members,
             proxies,
+            member_env: opts.member_env,
         };
         for i in 0..opts.size {
             ens.spawn(i);
@@ -204,6 +213,11 @@ impl Ensemble {
     }
 
     fn spawn(&mut self, i: usize) {
+        let env = self
+            .member_env
+            .as_ref()
+            .map(|f| f(&self.members[i]))
+            .unwrap_or_default();
         let m = &mut self.members[i];
         assert!(m.child.is_none());
         let log = std::fs::OpenOptions::new()
@@ -216,6 +230,7 @@ impl Ensemble {
                 .args(["server", "--config"])
                 .arg(m.dir.join("zoo.cfg"))
                 .env("RUST_LOG", "info")
+                .envs(env)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

@@ -1,6 +1,7 @@
 //! Test support shared by the workspace's integration tests (not published): real `rookery`
 //! and Apache ZooKeeper 3.8 processes on free loopback ports, real ensembles
-//! ([`ensemble`]), and a fault-injection TCP proxy ([`proxy`]).
+//! ([`ensemble`]), a fault-injection TCP proxy ([`proxy`]), and skewed clocks for a process
+//! through libfaketime ([`faketime`]).
 //!
 //! The rookery binary is `$ROOKERY_BIN`, else `<target>/debug/rookery`
 //! (`cargo build --workspace` makes it). Every server runs under a small `sh` guard that kills
@@ -9,6 +10,7 @@
 
 pub mod curator;
 pub mod ensemble;
+pub mod faketime;
 pub mod pki;
 pub mod proxy;
 
