@@ -8,7 +8,15 @@
 //! [`Fault::PartitionRandom`], and between two members only, [`Fault::PartialPartition`]); a
 //! one-way cut swallows one direction and forwards the other ([`Fault::OneWayLeader`],
 //! [`Fault::OneWayRandom`]); a slow link holds every chunk for a while
-//! ([`Fault::SlowLeader`]). Client connections are never touched here.
+//! ([`Fault::SlowLeader`]); a stalled member's links stop reading what is sent to it, so the
+//! senders' TCP windows close and their writes block, and everything arrives after the heal
+//! ([`Fault::StallLeader`], [`Fault::StallRandom`]); a blackhole swallows both directions and
+//! every close, never resetting a connection ([`Fault::BlackholeLeader`]). Client
+//! connections are never touched here.
+//!
+//! Clock skew (C1) is not a fault of the schedule but a condition of the whole run
+//! ([`ClockSkew`]): chosen members run under libfaketime from their first start, restarts
+//! included.
 //!
 //! Every wait is bounded; the four-letter-word probes (blocking socket I/O with their own
 //! timeouts) run on tokio's blocking pool.
@@ -52,10 +60,22 @@ pub enum Fault {
     /// A slow peer (N3): every link to and from the leader holds each chunk for a delay drawn
     /// from `slow_ms` (latency, and a throughput cap of one chunk per delay).
     SlowLeader,
+    /// A peer that stops reading (N3): nothing sent to the leader is read any more (every
+    /// link into it, both ports), so the members sending to it see its TCP window close and
+    /// their writes block once their socket buffers fill; nothing is dropped or closed, and it
+    /// all arrives, in order, after the heal. The leader still sends.
+    StallLeader,
+    /// As [`Fault::StallLeader`], for a random member: when it is a follower, the leader's
+    /// writes to it block.
+    StallRandom,
+    /// A blackhole without RST (N3): every link to and from the leader swallows everything
+    /// either way, closes and resets included; no connection is closed until the heal (which
+    /// closes those that lost bytes). Only timeouts tell anyone.
+    BlackholeLeader,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::KillLeader,
         Fault::KillRandom,
         Fault::KillAll,
@@ -66,6 +86,9 @@ impl Fault {
         Fault::OneWayRandom,
         Fault::PartialPartition,
         Fault::SlowLeader,
+        Fault::StallLeader,
+        Fault::StallRandom,
+        Fault::BlackholeLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +103,9 @@ impl Fault {
             Fault::OneWayRandom => "one-way-random",
             Fault::PartialPartition => "partial-partition",
             Fault::SlowLeader => "slow-leader",
+            Fault::StallLeader => "stall-leader",
+            Fault::StallRandom => "stall-random",
+            Fault::BlackholeLeader => "blackhole-leader",
         }
     }
 
@@ -136,6 +162,82 @@ pub struct NemesisConfig {
     pub slow_ms: (u64, u64),
     /// How long the ensemble may take to serve again after a fault is healed.
     pub recover_ms: u64,
+}
+
+/// Clock skew (C1): members run under libfaketime (`rookery_testkit::faketime`) for the whole
+/// run, each with a clock of its own: an offset of the wall clock and a rate of every clock,
+/// the monotonic one included, so that its timers (ticks, syncLimit, session expiry, election
+/// timeouts) run fast or slow against the others'. ZAB and the read index do not rely on clocks
+/// for safety, so the checkers must stay clean. The rate counts from each start of the
+/// process: a restarted member's clocks begin again from the offset (a fast member's go back).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockSkew {
+    /// (member index, `FAKETIME` value such as `+1h x1.5`).
+    pub members: Vec<(usize, String)>,
+}
+
+impl ClockSkew {
+    /// What `default` means: member 1 an hour ahead and half again as fast, member 2 half an
+    /// hour behind at 0.7 times the speed, the others true.
+    pub const DEFAULT: &'static str = "1=+1h x1.5,2=-30m x0.7";
+
+    /// `none` (or nothing): no skew; `default`: [`ClockSkew::DEFAULT`]; otherwise a
+    /// comma-separated list of `<member>=<FAKETIME>`, members numbered from 1 (their myid),
+    /// each value an offset and an optional rate (`+1h x1.5`, `-30m x0.7`, `+0 x2`).
+    pub fn parse(s: &str) -> Result<ClockSkew, String> {
+        let s = s.trim();
+        match s {
+            "" | "none" | "off" => return Ok(ClockSkew::default()),
+            "default" | "on" => return ClockSkew::parse(ClockSkew::DEFAULT),
+            _ => {}
+        }
+        let mut members = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (member, spec) = part
+                .split_once('=')
+                .ok_or_else(|| format!("clock skew {part:?}: expected <member>=<FAKETIME>"))?;
+            let member: usize = member
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&m| m >= 1)
+                .ok_or_else(|| format!("clock skew {part:?}: members are numbered from 1"))?;
+            let spec = spec.trim();
+            rookery_testkit::faketime::check_spec(spec)?;
+            if members.iter().any(|(i, _)| *i == member - 1) {
+                return Err(format!("clock skew: member {member} given twice"));
+            }
+            members.push((member - 1, spec.to_string()));
+        }
+        members.sort();
+        Ok(ClockSkew { members })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The `FAKETIME` value of member `i` (an index), if it is skewed.
+    pub fn spec(&self, i: usize) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(m, _)| *m == i)
+            .map(|(_, s)| s.as_str())
+    }
+}
+
+impl fmt::Display for ClockSkew {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.members.is_empty() {
+            return f.write_str("none");
+        }
+        let parts: Vec<String> = self
+            .members
+            .iter()
+            .map(|(i, s)| format!("member {} {s}", i + 1))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// One fault as injected.
@@ -238,22 +340,25 @@ impl Nemesis {
             | Fault::PartitionLeader
             | Fault::OneWayLeader
             | Fault::PartialPartition
-            | Fault::SlowLeader => match leader(ens, Duration::from_secs(5)).await {
+            | Fault::SlowLeader
+            | Fault::StallLeader
+            | Fault::BlackholeLeader => match leader(ens, Duration::from_secs(5)).await {
                 Some(l) => Some(l),
                 None => {
                     event.skipped = Some("no leader".into());
                     return event;
                 }
             },
-            Fault::KillRandom | Fault::PartitionRandom | Fault::OneWayRandom => {
-                match ens.running().choose(&mut self.rng).copied() {
-                    Some(i) => Some(i),
-                    None => {
-                        event.skipped = Some("no running member".into());
-                        return event;
-                    }
+            Fault::KillRandom
+            | Fault::PartitionRandom
+            | Fault::OneWayRandom
+            | Fault::StallRandom => match ens.running().choose(&mut self.rng).copied() {
+                Some(i) => Some(i),
+                None => {
+                    event.skipped = Some("no running member".into());
+                    return event;
                 }
-            }
+            },
             Fault::KillAll => None,
         };
         match fault {
@@ -347,6 +452,22 @@ impl Nemesis {
                 tokio::time::sleep(held).await;
                 ens.heal();
             }
+            Fault::StallLeader | Fault::StallRandom => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                stall(ens, i);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::BlackholeLeader => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                blackhole(ens, i);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
         }
         event.healed_ns = self.now_ns();
         event.recovered_ms = wait_serving(ens, Duration::from_millis(self.cfg.recover_ms))
@@ -368,6 +489,29 @@ impl Nemesis {
             }
         }
         ens.heal();
+    }
+}
+
+/// Stops the proxies reading what the other members send to member `i` (until
+/// [`Ensemble::heal`]): requests on the links they opened to it, replies on the links it opened.
+/// What it sends still arrives.
+pub fn stall(ens: &Ensemble, i: usize) {
+    for j in (0..ens.members.len()).filter(|&j| j != i) {
+        for p in ens.links(j, i) {
+            p.stall_requests();
+        }
+        for p in ens.links(i, j) {
+            p.stall_replies();
+        }
+    }
+}
+
+/// Blackholes every link between member `i` and the others (until [`Ensemble::heal`]).
+pub fn blackhole(ens: &Ensemble, i: usize) {
+    for j in (0..ens.members.len()).filter(|&j| j != i) {
+        for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+            p.blackhole();
+        }
     }
 }
 
@@ -476,5 +620,36 @@ mod tests {
             vec![Fault::KillLeader, Fault::PauseLeader]
         );
         assert!(Fault::parse_list("reboot").is_err());
+        assert_eq!(
+            Fault::parse_list("stall-leader,blackhole-leader,stall-random").unwrap(),
+            vec![
+                Fault::StallLeader,
+                Fault::StallRandom,
+                Fault::BlackholeLeader
+            ]
+        );
+    }
+
+    #[test]
+    fn every_fault_has_a_name_that_parses_back() {
+        for f in Fault::ALL {
+            assert_eq!(f.name().parse::<Fault>(), Ok(f));
+        }
+    }
+
+    #[test]
+    fn clock_skews_parse() {
+        assert!(ClockSkew::parse("none").unwrap().is_empty());
+        assert!(ClockSkew::parse("").unwrap().is_empty());
+        let d = ClockSkew::parse("default").unwrap();
+        assert_eq!(d.spec(0), Some("+1h x1.5"));
+        assert_eq!(d.spec(1), Some("-30m x0.7"));
+        assert_eq!(d.spec(2), None);
+        assert_eq!(d.to_string(), "member 1 +1h x1.5, member 2 -30m x0.7");
+        let c = ClockSkew::parse(" 3 = +0 x2 ").unwrap();
+        assert_eq!(c.members, vec![(2, "+0 x2".to_string())]);
+        for bad in ["0=+1h", "1=1h", "x=+1h", "1=+1h,1=-1h", "1"] {
+            assert!(ClockSkew::parse(bad).is_err(), "{bad}");
+        }
     }
 }

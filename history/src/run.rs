@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rookery_client::{CreateMode, CreateOptions, Error};
-use rookery_testkit::ensemble::{Ensemble, Options};
+use rookery_testkit::ensemble::{Ensemble, Member, MemberEnv, Options};
+use rookery_testkit::faketime;
 use serde::Serialize;
 
 use crate::checker::{self, Anomaly, Budget, Report, Verdict};
 use crate::history::{FinalState, History};
-use crate::nemesis::{self, Fault, FaultEvent, Nemesis, NemesisConfig};
+use crate::nemesis::{self, ClockSkew, Fault, FaultEvent, Nemesis, NemesisConfig};
 use crate::workload::{self, Mix, Recorder, WorkloadConfig};
 
 /// Everything a run does; a run is repeatable from its seed (as far as real processes and
@@ -48,6 +49,9 @@ pub struct RunConfig {
     pub mix: Mix,
     /// The faults and their timings (its seed is derived from the run's `seed`).
     pub nemesis: NemesisConfig,
+    /// Members whose clocks run skewed for the whole run (C1; none by default). Needs
+    /// libfaketime (`apt-get install faketime`) and a dynamically linked `rookery`.
+    pub clock_skew: ClockSkew,
     /// No fault starts in the last `tail_ms` of the load: the end shows the ensemble serving
     /// again.
     pub tail_ms: u64,
@@ -88,6 +92,7 @@ impl RunConfig {
                 slow_ms: (100, 600),
                 recover_ms: 30_000,
             },
+            clock_skew: ClockSkew::default(),
             tail_ms: 3_000,
             final_read_ms: 30_000,
             budget: Budget::default(),
@@ -103,6 +108,8 @@ pub enum RunError {
     Setup(String),
     #[error("a workload session did not finish within {0} ms after the load ended")]
     Stuck(u64),
+    #[error("clock skew: {0}")]
+    ClockSkew(String),
 }
 
 /// What a run did and found.
@@ -111,6 +118,8 @@ pub struct RunResult {
     pub seed: u64,
     pub history: History,
     pub faults: Vec<FaultEvent>,
+    /// The members whose clocks ran skewed.
+    pub clock_skew: ClockSkew,
     pub report: Report,
     pub wall: Duration,
     /// How long the checkers took.
@@ -194,6 +203,9 @@ impl RunResult {
                 .map(|ms| format!(", slowest recovery {ms} ms"))
                 .unwrap_or_default()
         );
+        if !self.clock_skew.is_empty() {
+            let _ = writeln!(s, "clock skew: {}", self.clock_skew);
+        }
         let verdicts: Vec<String> = r
             .registers
             .iter()
@@ -314,6 +326,42 @@ async fn ensure(
     }
 }
 
+/// The environment that starts the skewed members under libfaketime, after checking that it
+/// can work: the library is installed, the `rookery` binary is dynamically linked (a static
+/// one would ignore `LD_PRELOAD`), and every skewed member exists.
+fn skewed_clocks(skew: &ClockSkew, members: usize) -> Result<MemberEnv, RunError> {
+    let err = |s: String| Err(RunError::ClockSkew(s));
+    if let Some((i, _)) = skew.members.iter().find(|(i, _)| *i >= members) {
+        return err(format!(
+            "member {} is to be skewed, but the ensemble has {members} members",
+            i + 1
+        ));
+    }
+    let Some(library) = faketime::library() else {
+        return err(format!(
+            "libfaketime is not installed (apt-get install faketime, or set {})",
+            faketime::LIBRARY_VAR
+        ));
+    };
+    let bin = rookery_testkit::rookery_bin();
+    match faketime::dynamically_linked(&bin) {
+        Ok(true) => {}
+        Ok(false) => {
+            return err(format!(
+                "{} is not a dynamically linked executable: LD_PRELOAD cannot fake its clocks",
+                bin.display()
+            ))
+        }
+        Err(e) => return err(format!("reading {}: {e}", bin.display())),
+    }
+    let skew = skew.clone();
+    Ok(Arc::new(move |m: &Member| {
+        skew.spec((m.id - 1) as usize)
+            .map(|spec| faketime::env(&library, spec))
+            .unwrap_or_default()
+    }))
+}
+
 /// Carries out one run. Needs a multi-threaded tokio runtime (the proxies and the sessions
 /// run beside the nemesis).
 pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
@@ -321,7 +369,19 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
     let mut opts = Options::new(cfg.members);
     opts.tick_ms = cfg.tick_ms;
     opts.proxied = true;
+    if !cfg.clock_skew.is_empty() {
+        opts.member_env = Some(skewed_clocks(&cfg.clock_skew, cfg.members)?);
+    }
     let mut ens = Ensemble::start(opts).await;
+    for (i, spec) in &cfg.clock_skew.members {
+        let pid = ens.members[*i].child.as_ref().map(|c| c.id());
+        if !pid.is_some_and(faketime::loaded_in) {
+            return Err(RunError::ClockSkew(format!(
+                "member {} runs without libfaketime (FAKETIME {spec:?} not applied)",
+                i + 1
+            )));
+        }
+    }
     let all: Vec<usize> = (0..cfg.members).collect();
     let connect = ens.connect_string(&all);
 
@@ -505,6 +565,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
         seed: cfg.seed,
         history,
         faults,
+        clock_skew: cfg.clock_skew.clone(),
         report,
         wall: wall.elapsed(),
         check,

@@ -629,20 +629,59 @@ fn drain_watches(
     });
 }
 
+/// A queue's items among `names` (a listing of the queue node), lowest sequence number first,
+/// the order Curator's `DistributedQueue` takes them in: (sequence, name).
+pub fn queue_items(names: Vec<String>) -> Vec<(i64, String)> {
+    let mut items: Vec<(i64, String)> = names
+        .into_iter()
+        .filter(|n| n.starts_with("qn-"))
+        .map(|n| (sequence_of(&n).unwrap_or(i64::MAX), n))
+        .collect();
+    items.sort();
+    items
+}
+
 /// What a session does next.
-enum Step {
+pub enum Step {
     Call(Call),
-    /// A take from the queue, after the batch.
+    /// A take from the queue (the caller lists the queue, reads the lowest item, deletes it).
     Take,
 }
 
-fn pick(rng: &mut StdRng, cfg: &WorkloadConfig, rec: &Recorder, s: &mut Session) -> Step {
-    let m = cfg.mix;
+/// What a session knows when it draws its next operation, and where the operations go.
+pub struct Draw<'a> {
+    pub mix: Mix,
+    pub registers: &'a [String],
+    /// The parent of sequential creates.
+    pub parent: &'a str,
+    /// The queue (empty: no queue operations).
+    pub queue: &'a str,
+    /// The pair's keys (fewer than two: no pair operations).
+    pub pair: &'a [String],
+    /// The version the session last saw of a key (0 if none).
+    pub seen: &'a dyn Fn(&str) -> i32,
+    /// The session's ephemeral node, once created.
+    pub ephemeral: Option<&'a str>,
+}
+
+/// A session's next operation, drawn with the mix's weights: the real-process workload and the
+/// simulator both draw with it. `arm(key)` arms a watch on `key` and says whether none was armed
+/// (one watch per key and session: the watch checker needs to know which watch a notification
+/// fired, and the client fans one notification out to every local watcher of the path);
+/// `next_value` gives values and tokens unique in the run.
+pub fn pick(
+    rng: &mut StdRng,
+    d: &Draw<'_>,
+    arm: &mut dyn FnMut(&str) -> bool,
+    next_value: &mut dyn FnMut() -> u64,
+) -> Step {
+    let m = d.mix;
     let mut x = rng.gen_range(0..m.total().max(1));
-    let key = cfg.registers[rng.gen_range(0..cfg.registers.len())].clone();
-    let cas = |rng: &mut StdRng, seen: i32| {
+    let key = d.registers[rng.gen_range(0..d.registers.len())].clone();
+    let cas = |rng: &mut StdRng, key: &str| {
         // The version this session last saw; now and then one ahead, which fails unless
         // another session's write got there first.
+        let seen = (d.seen)(key);
         if rng.gen_ratio(1, 10) {
             seen + 1
         } else {
@@ -660,64 +699,62 @@ fn pick(rng: &mut StdRng, cfg: &WorkloadConfig, rec: &Recorder, s: &mut Session)
     if x < m.write {
         return Step::Call(Call::Write {
             key,
-            value: rec.next_value(),
+            value: next_value(),
         });
     }
     x -= m.write;
     if x < m.cas {
-        let expected_version = cas(rng, s.versions.get(&key).copied().unwrap_or(0));
+        let expected_version = cas(rng, &key);
         return Step::Call(Call::Cas {
             key,
             expected_version,
-            value: rec.next_value(),
+            value: next_value(),
         });
     }
     x -= m.cas;
     if x < m.create_seq {
         return Step::Call(Call::CreateSeq {
-            parent: cfg.parent.clone(),
-            token: rec.next_value(),
+            parent: d.parent.to_owned(),
+            token: next_value(),
         });
     }
     x -= m.create_seq;
     if x < m.watch_read {
-        // One watch per key and session: the watch checker needs to know which watch a
-        // notification fired (the client fans one notification out to every local watcher
-        // of the path).
-        if s.arming.contains(&key) {
+        if !arm(&key) {
             return Step::Call(Call::Read { key });
         }
-        s.arming.push(key.clone());
         return Step::Call(Call::WatchRead {
             key,
             exists: rng.gen_bool(0.5),
         });
     }
     x -= m.watch_read;
-    if x < m.enqueue + m.dequeue && !cfg.queue.is_empty() {
+    if x < m.enqueue + m.dequeue && !d.queue.is_empty() {
         if x < m.enqueue {
             return Step::Call(Call::Enqueue {
-                queue: cfg.queue.clone(),
-                token: rec.next_value(),
+                queue: d.queue.to_owned(),
+                token: next_value(),
             });
         }
         return Step::Take;
     }
     x = x.saturating_sub(m.enqueue + m.dequeue);
-    if x < m.pair_read + m.pair_cas && cfg.pair.len() >= 2 {
-        let keys = cfg.pair.clone();
+    if x < m.pair_read + m.pair_cas && d.pair.len() >= 2 {
+        let keys = d.pair.to_vec();
         if x < m.pair_read {
             return Step::Call(Call::PairRead { keys });
         }
-        let expected_version = cas(rng, s.versions.get(&keys[0]).copied().unwrap_or(0));
+        let expected_version = cas(rng, &keys[0]);
         return Step::Call(Call::PairCas {
             keys,
             expected_version,
-            value: rec.next_value(),
+            value: next_value(),
         });
     }
-    if let Some(path) = &s.ephemeral {
-        return Step::Call(Call::OwnEphemeral { path: path.clone() });
+    if let Some(path) = d.ephemeral {
+        return Step::Call(Call::OwnEphemeral {
+            path: path.to_owned(),
+        });
     }
     Step::Call(Call::Read { key })
 }
@@ -808,12 +845,7 @@ async fn take_one(
         Ok(Err(e)) => return e.is_session_terminated(),
         Err(_) => return false,
     };
-    let mut items: Vec<(i64, String)> = names
-        .into_iter()
-        .filter(|n| n.starts_with("qn-"))
-        .map(|n| (sequence_of(&n).unwrap_or(i64::MAX), n))
-        .collect();
-    items.sort();
+    let items = queue_items(names);
     for (_, name) in items.into_iter().take(4) {
         let path = format!("{queue}/{name}");
         let token = match tokio::time::timeout_at(until, s.client.get_data(&path)).await {
@@ -927,7 +959,24 @@ pub async fn worker(
             let mut calls = Vec::new();
             let mut take = false;
             for _ in 0..batch {
-                match pick(&mut rng, &cfg, &rec, &mut s) {
+                let draw = Draw {
+                    mix: cfg.mix,
+                    registers: &cfg.registers,
+                    parent: &cfg.parent,
+                    queue: &cfg.queue,
+                    pair: &cfg.pair,
+                    seen: &|k| s.versions.get(k).copied().unwrap_or(0),
+                    ephemeral: s.ephemeral.as_deref(),
+                };
+                let arming = &mut s.arming;
+                let mut arm = |k: &str| {
+                    let fresh = !arming.iter().any(|a| a == k);
+                    if fresh {
+                        arming.push(k.to_owned());
+                    }
+                    fresh
+                };
+                match pick(&mut rng, &draw, &mut arm, &mut || rec.next_value()) {
                     Step::Call(c) => calls.push(c),
                     Step::Take => take = true,
                 }

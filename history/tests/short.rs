@@ -1,12 +1,14 @@
 //! The short history run CI does: a proxied 3-member ensemble, 4 sessions for 20 s over 3
 //! registers, a sequential parent, a queue, a `multi` pair and ephemerals (watching the
 //! registers), and the ephemeral slot's closed and cut-off sessions, with faults drawn from a
-//! seeded schedule of every kind the nemesis knows; then every checker. A failure prints the seed (`HISTORY_SEED=<seed>`
-//! repeats the schedule), the anomalies, where the history was written, and the members' logs.
+//! seeded schedule of every kind the nemesis knows, and (C1) member 1's and member 2's clocks
+//! skewed under libfaketime when it is installed; then every checker. A failure prints the seed
+//! (`HISTORY_SEED=<seed>` repeats the schedule), the anomalies, where the history was written,
+//! and the members' logs.
 //!
 //! Needs the `rookery` binary: `cargo build -p rookery` first.
 
-use rookery_history::nemesis::Fault;
+use rookery_history::nemesis::{ClockSkew, Fault};
 use rookery_history::run::{run, RunConfig};
 
 fn seed() -> u64 {
@@ -27,6 +29,12 @@ async fn a_short_run_with_faults_finds_no_anomaly() -> anyhow::Result<()> {
     cfg.nemesis.faults = Fault::ALL.to_vec();
     // Shorter quiet times than a long run's: 3 to 5 faults within the 17 s fault window.
     cfg.nemesis.quiet_ms = (500, 1_500);
+    // Skewed clocks cost no time: on whenever libfaketime is there (.ci/run installs it).
+    if rookery_testkit::faketime::library().is_some() {
+        cfg.clock_skew = ClockSkew::parse(ClockSkew::DEFAULT).expect("the default skew");
+    } else {
+        eprintln!("libfaketime is not installed (apt-get install faketime): no clock skew");
+    }
     let result = run(&cfg).await?;
     eprintln!("{}", result.summary());
     assert!(result.clean(), "{}", result.failure_report());

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use rookery_history::checker::{check_all, Budget};
 use rookery_history::history::History;
-use rookery_history::nemesis::Fault;
+use rookery_history::nemesis::{ClockSkew, Fault};
 use rookery_history::run::{run, RunConfig};
 
 #[derive(Parser, Debug)]
@@ -35,9 +35,15 @@ struct Args {
     keys: usize,
     /// Comma-separated fault kinds, `all` or `none`: kill-leader, kill-random, kill-all,
     /// pause-leader, partition-leader, partition-random, one-way-leader, one-way-random,
-    /// partial-partition, slow-leader.
+    /// partial-partition, slow-leader, stall-leader, stall-random, blackhole-leader.
     #[arg(long, env = "HISTORY_FAULTS", default_value = "all")]
     faults: String,
+    /// Members whose clocks run skewed for the whole run, under libfaketime (`apt-get install
+    /// faketime`): `none`, `default` (member 1 `+1h x1.5`, member 2 `-30m x0.7`), or
+    /// `<member>=<FAKETIME>,...` with members numbered from 1 and each value an offset and a
+    /// rate, such as `3=+10m x1.2`.
+    #[arg(long, env = "HISTORY_CLOCK_SKEW", default_value = "none")]
+    clock_skew: String,
     /// Shortest and longest quiet time between faults, in ms (`min,max`).
     #[arg(long, env = "HISTORY_QUIET_MS", default_value = "1000,3000")]
     quiet_ms: String,
@@ -113,6 +119,9 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     let faults = Fault::parse_list(&args.faults).map_err(anyhow::Error::msg)?;
     let quiet = range(&args.quiet_ms).context("--quiet-ms")?;
+    let clock_skew = ClockSkew::parse(&args.clock_skew)
+        .map_err(anyhow::Error::msg)
+        .context("--clock-skew")?;
     let first_seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,13 +153,15 @@ fn main() -> anyhow::Result<ExitCode> {
         cfg.keys = args.keys;
         cfg.nemesis.faults = faults.clone();
         cfg.nemesis.quiet_ms = quiet;
+        cfg.clock_skew = clock_skew.clone();
         cfg.think_ms = args.think_ms;
         cfg.dump = args
             .dump_dir
             .as_ref()
             .map(|d| d.join(format!("rookery-history-{seed}.json")));
         println!(
-            "run {}/{}: seed {seed}, {} s of load, {} members, {} clients, {} registers, faults {}",
+            "run {}/{}: seed {seed}, {} s of load, {} members, {} clients, {} registers, faults \
+             {}, clock skew {clock_skew}",
             i + 1,
             args.runs,
             args.duration_s,

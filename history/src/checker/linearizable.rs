@@ -415,6 +415,16 @@ pub fn register_entries(history: &History, key: &str) -> Vec<Entry<RegIn, RegOut
         version_of.entry(value).or_insert(version);
         versions.insert(version);
     }
+    // The final state is a read of every member after every operation: the versions it shows
+    // were made too. Without it, an indeterminate write whose value was overwritten before any
+    // read saw it, followed by one more indeterminate write, leaves a version nobody saw above
+    // the highest any reply showed, and a later failed CAS that it explains looks impossible.
+    for m in history.final_state.iter().flat_map(|f| &f.members) {
+        if let Some(r) = m.registers.get(key) {
+            version_of.entry(r.value).or_insert(r.version);
+            versions.insert(r.version);
+        }
+    }
     let highest = versions.last().copied().unwrap_or(0);
     let gaps: Vec<i32> = (1..=highest).filter(|v| !versions.contains(v)).collect();
 
@@ -1022,6 +1032,38 @@ mod tests {
             b2.read(3, (7, 8), true, 0, 0, 0x1);
             h = b2.build();
             assert!(matches!(verdict(&h), Verdict::NotLinearizable(_)));
+        }
+
+        #[test]
+        fn the_final_state_shows_versions_that_indeterminate_writes_made() {
+            // Found by the simulator (seed 1274): a CAS with a lost reply took effect at
+            // version 2 and nobody read it; a CAS expecting version 1 then failed; a write with
+            // a lost reply made version 3, which only the final state shows.
+            let mut b = Builder::new();
+            b.write(1, (0, 10), 5, 1, 0x10);
+            let cas = |expected_version, value| Call::Cas {
+                key: "/k".into(),
+                expected_version,
+                value,
+            };
+            let lost = || Outcome::Unknown {
+                reason: "connection lost".into(),
+            };
+            b.op(1, cas(1, 6), 20, None, lost());
+            b.op(
+                2,
+                cas(1, 7),
+                30,
+                Some(40),
+                Outcome::Failed(crate::history::ServerError::BadVersion),
+            );
+            unknown_write(&mut b, 2, 50, 8);
+            let mut h = b.build();
+            assert!(matches!(verdict(&h), Verdict::NotLinearizable(_)));
+            h.final_state = Some(crate::history::FinalState {
+                members: vec![crate::checker::testutil::member(0, 8, 3, 0x30, &[])],
+            });
+            assert_eq!(verdict(&h), Verdict::Linearizable);
         }
 
         #[test]
