@@ -488,19 +488,26 @@ async fn the_peer_ports_close_on_garbage_and_the_ensemble_carries_on() {
     let ens = Ensemble::start(Options::new(3)).await;
     let target = ens.members[ens.leader().unwrap()].quorum;
     let hello = |id: u64| {
-        let mut h = b"RKQP\x01".to_vec();
+        let mut h = b"RKQP\x02".to_vec();
         h.extend_from_slice(&id.to_be_bytes());
         h
     };
     let mut frame_of_garbage = hello(2);
     frame_of_garbage.extend_from_slice(&9u32.to_be_bytes());
     frame_of_garbage.extend_from_slice(b"\x00garbage!");
+    // The same body behind a checksum that matches it: it gets past the CRC, not the decoder.
+    let garbage = b"\x00garbage!";
+    let mut summed_garbage = hello(2);
+    summed_garbage.extend_from_slice(&(garbage.len() as u32 + 4).to_be_bytes());
+    summed_garbage.extend_from_slice(&crc32c::crc32c(garbage).to_be_bytes());
+    summed_garbage.extend_from_slice(garbage);
     let mut huge = hello(2);
     huge.extend_from_slice(&u32::MAX.to_be_bytes());
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("not a hello", b"GET / HTTP/1.0\r\n\r\n".to_vec()),
         ("unknown member", hello(77)),
-        ("undecodable frame", frame_of_garbage),
+        ("damaged frame", frame_of_garbage),
+        ("undecodable frame", summed_garbage),
         ("oversized frame", huge),
     ];
     for (what, bytes) in cases {

@@ -49,7 +49,7 @@ async fn tls_ensemble(ca: Arc<Ca>) -> Ensemble {
 
 /// The peer hello: `"RKQP" version:u8 sender:u64`, then a frame of junk.
 fn hello(claimed_id: u64) -> Vec<u8> {
-    let mut out = b"RKQP\x01".to_vec();
+    let mut out = b"RKQP\x02".to_vec();
     out.extend_from_slice(&claimed_id.to_be_bytes());
     out.extend_from_slice(&[0, 0, 0, 1, 0]);
     out

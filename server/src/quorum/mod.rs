@@ -11,8 +11,13 @@
 //! election notifications are resent. So a message queued while its peer is unreachable, or when
 //! the queue is full, is dropped rather than buffered without bound.
 //!
-//! Frames: `len:u32 kind:u8 body`; kind 0 is a ZAB message ([`crate::zab::wire`]), kind 1 a
-//! [`Relay`]. A connection opens with `"RKQP" version:u8 sender:u64`.
+//! Frames: `len:u32 crc32c:u32 kind:u8 body`, `len` counting what follows it and the checksum
+//! covering the kind and the body; kind 0 is a ZAB message ([`crate::zab::wire`]), kind 1 a
+//! [`Relay`]. A frame whose checksum does not match ends its connection: bytes damaged on the
+//! way (TCP's 16-bit checksum misses some damage, and a broken middlebox or NIC can deliver
+//! anything) must never reach ZAB as a message that decodes, since a replica would apply it.
+//! ZAB re-establishes the session over a new connection, as after any loss. A connection opens
+//! with `"RKQP" version:u8 sender:u64` (version 2 since the checksum).
 //!
 //! Without `sslQuorum`, peers are not authenticated (as ZooKeeper without quorum SASL or TLS):
 //! the ports belong on a private network. With it ([`QuorumTls`]), every connection is mutual
@@ -51,7 +56,8 @@ const QUEUE_PER_PEER: usize = 64 * 1024;
 /// dropped: a peer that stops reading must not make this member buffer without bound.
 const MAX_QUEUED_BYTES: usize = 512 << 20;
 const MAGIC: &[u8; 4] = b"RKQP";
-const VERSION: u8 = 1;
+/// 2: frames carry a CRC32C (version 1 had none; the two do not talk).
+const VERSION: u8 = 2;
 const KIND_ZAB: u8 = 0;
 const KIND_RELAY: u8 = 1;
 /// How long a dial or a hello may take.
@@ -95,10 +101,11 @@ pub enum PeerMsg {
 }
 
 impl PeerMsg {
-    /// Appends the message as one frame: a 4-byte big-endian length, then the body.
+    /// Appends the message as one frame: a 4-byte big-endian length, a CRC32C of the rest, the
+    /// kind and the body.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&[0; 8]);
         match self {
             PeerMsg::Zab(m) => {
                 out.push(KIND_ZAB);
@@ -109,12 +116,23 @@ impl PeerMsg {
                 r.encode(out);
             }
         }
+        let crc = crc32c::crc32c(&out[start + 8..]);
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
     }
 
-    /// Reads a frame's body (without its length).
-    pub fn decode(body: &[u8]) -> Result<PeerMsg, String> {
+    /// Reads a frame (what follows its length): checks the checksum, then decodes.
+    pub fn decode(frame: &[u8]) -> Result<PeerMsg, String> {
+        let Some((crc, body)) = frame.split_first_chunk::<4>() else {
+            return Err(format!("a {}-byte frame", frame.len()));
+        };
+        let (said, got) = (u32::from_be_bytes(*crc), crc32c::crc32c(body));
+        if said != got {
+            return Err(format!(
+                "a damaged frame: checksum {got:#010x}, the frame says {said:#010x}"
+            ));
+        }
         match body.split_first() {
             Some((&KIND_ZAB, rest)) => zab::wire::decode(rest)
                 .map(PeerMsg::Zab)
@@ -739,5 +757,42 @@ mod tests {
         }
         assert!(PeerMsg::decode(&[]).is_err());
         assert!(PeerMsg::decode(&[7, 1, 2]).is_err());
+        // A well-summed frame of an unknown kind, and an empty one.
+        let mut unknown = crc32c::crc32c(&[7, 1, 2]).to_be_bytes().to_vec();
+        unknown.extend_from_slice(&[7, 1, 2]);
+        assert_eq!(
+            PeerMsg::decode(&unknown).unwrap_err(),
+            "unknown frame kind 7"
+        );
+        let empty = crc32c::crc32c(&[]).to_be_bytes();
+        assert_eq!(PeerMsg::decode(&empty).unwrap_err(), "empty frame");
+    }
+
+    /// Any single flipped bit, and any duplicated or dropped byte, is refused: none reaches
+    /// ZAB as a message.
+    #[test]
+    fn damaged_frames_are_refused() {
+        let m = PeerMsg::Zab(zab::Message::Peer {
+            session: 1,
+            epoch: 2,
+            seq: 3,
+            packet: zab::Packet::Ping { round: 4 },
+        });
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        let frame = &b[4..];
+        for i in 0..frame.len() {
+            for bit in 0..8 {
+                let mut f = frame.to_vec();
+                f[i] ^= 1 << bit;
+                assert!(PeerMsg::decode(&f).is_err(), "bit {bit} of byte {i}");
+            }
+            let mut dup = frame.to_vec();
+            dup.insert(i, frame[i]);
+            assert!(PeerMsg::decode(&dup).is_err(), "byte {i} twice");
+            let mut cut = frame.to_vec();
+            cut.remove(i);
+            assert!(PeerMsg::decode(&cut).is_err(), "byte {i} dropped");
+        }
     }
 }
