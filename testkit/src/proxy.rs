@@ -7,7 +7,8 @@
 //! [`Proxy::hold_requests`] (the other way round: swallow requests, forward replies: a one-way
 //! cut); [`Proxy::stall_requests`] and [`Proxy::stall_replies`] (stop reading one side: a peer
 //! that stops reading, whose TCP window closes; nothing is lost); [`Proxy::set_delay`] (hold
-//! each chunk before forwarding it: a slow link); [`Proxy::refuse`] (close every connection,
+//! each chunk before forwarding it: a slow link); [`Proxy::chaos`] (packet chaos: damaged
+//! bytes, duplicated chunks, varying delays); [`Proxy::refuse`] (close every connection,
 //! and each new one at once); [`Proxy::restore`] (pass-through again, closing the connections
 //! that lost bytes).
 //!
@@ -47,6 +48,11 @@ struct Shared {
     refuse: AtomicBool,
     /// Milliseconds each chunk is held before it is written on (0: none).
     delay_ms: AtomicU64,
+    /// [`Proxy::chaos`]: flip a byte of every n-th chunk, write every m-th chunk twice (0:
+    /// never), hold each chunk up to this many ms.
+    corrupt_every: AtomicU64,
+    duplicate_every: AtomicU64,
+    jitter_ms: AtomicU64,
     conns: Mutex<Vec<Conn>>,
 }
 
@@ -72,6 +78,9 @@ impl Proxy {
             pass_replies: AtomicUsize::new(0),
             refuse: AtomicBool::new(false),
             delay_ms: AtomicU64::new(0),
+            corrupt_every: AtomicU64::new(0),
+            duplicate_every: AtomicU64::new(0),
+            jitter_ms: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -166,6 +175,23 @@ impl Proxy {
         self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// Packet chaos (N4), on current and new connections, both directions: one byte of every
+    /// `corrupt_every`-th chunk read is flipped (damage that got past TCP's checksum), every
+    /// `duplicate_every`-th chunk is written twice (a stream that repeats bytes), and each
+    /// chunk is held a varying 0 to `jitter` (no reordering: a direction forwards its chunks
+    /// one after another). 0 turns a kind off. A connection that carried damage is closed by
+    /// [`Proxy::restore`], if its ends have not closed it first.
+    pub fn chaos(&self, corrupt_every: u64, duplicate_every: u64, jitter: Duration) {
+        let ms = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .corrupt_every
+            .store(corrupt_every, Ordering::SeqCst);
+        self.shared
+            .duplicate_every
+            .store(duplicate_every, Ordering::SeqCst);
+        self.shared.jitter_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Closes every connection, and each new one as soon as it is accepted.
     pub fn refuse(&self) {
         self.shared.refuse.store(true, Ordering::SeqCst);
@@ -176,6 +202,7 @@ impl Proxy {
     pub fn restore(&self) {
         self.shared.refuse.store(false, Ordering::SeqCst);
         self.shared.delay_ms.store(0, Ordering::SeqCst);
+        self.chaos(0, 0, Duration::ZERO);
         self.shared.pass_replies.store(0, Ordering::SeqCst);
         self.shared.forward_up.store(true, Ordering::SeqCst);
         self.shared.forward_down.store(true, Ordering::SeqCst);
@@ -324,6 +351,8 @@ async fn copy(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut framing = Framing::default();
+    // Chunks read so far: what the chaos counts.
+    let mut chunks: u64 = 0;
     loop {
         unstalled(dir.stall, &shared.unstalled).await;
         let n = match r.read(&mut buf).await {
@@ -360,12 +389,35 @@ async fn copy(
         if send < n {
             tainted.store(true, Ordering::SeqCst);
         }
+        chunks += 1;
+        let mut twice = false;
         if send > 0 {
-            let delay = shared.delay_ms.load(Ordering::SeqCst);
+            let corrupt = shared.corrupt_every.load(Ordering::SeqCst);
+            if corrupt > 0 && chunks.is_multiple_of(corrupt) {
+                // A byte somewhere inside, different each time.
+                let at = (chunks as usize).wrapping_mul(7919) % send;
+                buf[at] ^= 1 << (chunks % 8);
+                tainted.store(true, Ordering::SeqCst);
+            }
+            let duplicate = shared.duplicate_every.load(Ordering::SeqCst);
+            if duplicate > 0 && chunks.is_multiple_of(duplicate) {
+                twice = true;
+                tainted.store(true, Ordering::SeqCst);
+            }
+            let jitter = shared.jitter_ms.load(Ordering::SeqCst);
+            let delay = shared.delay_ms.load(Ordering::SeqCst)
+                + if jitter > 0 {
+                    chunks.wrapping_mul(2654435761) % (jitter + 1)
+                } else {
+                    0
+                };
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             if w.write_all(&buf[..send]).await.is_err() {
+                return;
+            }
+            if twice && w.write_all(&buf[..send]).await.is_err() {
                 return;
             }
         }
@@ -667,6 +719,39 @@ mod tests {
             .await
             .expect("the connection survives");
         assert!(fast < Duration::from_millis(100), "{fast:?}");
+    }
+
+    /// Chaos damages and repeats what passes (so echoes come back changed or twice) and
+    /// taints the connection; restore closes it, and a new connection is clean.
+    #[tokio::test]
+    async fn chaos_damages_and_repeats_chunks_and_restore_ends_it() {
+        let (upstream, received) = echo_server().await;
+        let proxy = Proxy::start(upstream).await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        assert!(round_trip(&mut c, 1).await.is_some());
+        // Every chunk damaged and written twice, each way: one byte sent reaches the server
+        // twice and comes back as at least four bytes, not all of them what was sent.
+        proxy.chaos(1, 1, Duration::from_millis(5));
+        c.write_all(&[0]).await.unwrap();
+        let mut back = Vec::new();
+        let mut b = [0u8; 16];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while back.len() < 4 && std::time::Instant::now() < deadline {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(500), c.read(&mut b)).await
+            {
+                back.extend_from_slice(&b[..n]);
+            }
+        }
+        assert!(back.len() >= 4, "{back:?}");
+        assert!(back.iter().any(|&x| x != 0), "nothing damaged: {back:?}");
+        // The server got the request twice.
+        assert_eq!(received.load(Ordering::SeqCst), 1 + 2);
+        proxy.restore();
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.read(&mut b)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        let mut e = TcpStream::connect(proxy.addr).await.unwrap();
+        assert_eq!(round_trip(&mut e, 9).await.map(|_| ()), Some(()));
     }
 
     #[tokio::test]
