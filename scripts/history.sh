@@ -18,7 +18,9 @@
 #   HISTORY_FAULTS     (all)  comma list: kill-leader,kill-random,kill-all,pause-leader,
 #                             partition-leader,partition-random,one-way-leader,
 #                             one-way-random,partial-partition,slow-leader,stall-leader,
-#                             stall-random,blackhole-leader; or none
+#                             stall-random,blackhole-leader,partition-minority,
+#                             majorities-ring (five members or more),
+#                             chaos-leader; or none
 #   HISTORY_CLOCK_SKEW (none) members whose clocks run skewed, under libfaketime (apt-get
 #                             install faketime): default (member 1 "+1h x1.5", member 2
 #                             "-30m x0.7") or a list such as "1=+1h x1.5,3=-5m x0.9"
@@ -32,6 +34,7 @@
 #   scripts/history.sh --seed 42 --faults pause-leader,partition-leader --duration-s 60
 #   scripts/history.sh --faults stall-leader,stall-random,blackhole-leader --duration-s 60
 #   HISTORY_CLOCK_SKEW=default scripts/history.sh --duration-s 60   # C1: skewed clocks
+#   HISTORY_MEMBERS=5 scripts/history.sh --faults majorities-ring,partition-minority  # N1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${HISTORY_PROFILE:-debug}"

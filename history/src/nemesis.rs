@@ -11,8 +11,10 @@
 //! ([`Fault::SlowLeader`]); a stalled member's links stop reading what is sent to it, so the
 //! senders' TCP windows close and their writes block, and everything arrives after the heal
 //! ([`Fault::StallLeader`], [`Fault::StallRandom`]); a blackhole swallows both directions and
-//! every close, never resetting a connection ([`Fault::BlackholeLeader`]). Client
-//! connections are never touched here.
+//! every close, never resetting a connection ([`Fault::BlackholeLeader`]); a minority keeps
+//! only its own links ([`Fault::PartitionMinority`]); on five members or more, each keeps only
+//! its ring neighbours ([`Fault::MajoritiesRing`]); the leader's links damage, repeat and
+//! delay bytes ([`Fault::ChaosLeader`]). Client connections are never touched here.
 //!
 //! Clock skew (C1) is not a fault of the schedule but a condition of the whole run
 //! ([`ClockSkew`]): chosen members run under libfaketime from their first start, restarts
@@ -72,10 +74,24 @@ pub enum Fault {
     /// either way, closes and resets included; no connection is closed until the heal (which
     /// closes those that lost bytes). Only timeouts tell anyone.
     BlackholeLeader,
+    /// A minority cut off (N1 `minority-third`): a random ⌊(n−1)/2⌋ members (one of three, two
+    /// of five) lose every link to the others but keep those among themselves; the majority
+    /// goes on (electing if the leader was in the minority), the minority refuses writes.
+    PartitionMinority,
+    /// A majorities ring (N1, five members or more): the members stand on a ring and each
+    /// keeps its links only to its nearest neighbours, enough to see a majority (itself and
+    /// two of five, four of seven), but no two members see the same majority. Skipped on
+    /// fewer than five members, where every majority overlaps every other.
+    MajoritiesRing,
+    /// Packet chaos (N4) on every link to and from the leader: a flipped byte in every 40th
+    /// chunk, every 60th chunk written twice, 0 to 20 ms of varying delay. Damaged frames must
+    /// be refused (the peer protocol's CRC32C) and their connections closed; nothing damaged
+    /// may reach a replica.
+    ChaosLeader,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 16] = [
         Fault::KillLeader,
         Fault::KillRandom,
         Fault::KillAll,
@@ -89,6 +105,9 @@ impl Fault {
         Fault::StallLeader,
         Fault::StallRandom,
         Fault::BlackholeLeader,
+        Fault::PartitionMinority,
+        Fault::MajoritiesRing,
+        Fault::ChaosLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +125,9 @@ impl Fault {
             Fault::StallLeader => "stall-leader",
             Fault::StallRandom => "stall-random",
             Fault::BlackholeLeader => "blackhole-leader",
+            Fault::PartitionMinority => "partition-minority",
+            Fault::MajoritiesRing => "majorities-ring",
+            Fault::ChaosLeader => "chaos-leader",
         }
     }
 
@@ -334,6 +356,10 @@ impl Nemesis {
             event.skipped = Some("a partial partition needs three members".into());
             return event;
         }
+        if fault == Fault::MajoritiesRing && ens.members.len() < 5 {
+            event.skipped = Some("a majorities ring needs five members".into());
+            return event;
+        }
         let target = match fault {
             Fault::KillLeader
             | Fault::PauseLeader
@@ -342,7 +368,8 @@ impl Nemesis {
             | Fault::PartialPartition
             | Fault::SlowLeader
             | Fault::StallLeader
-            | Fault::BlackholeLeader => match leader(ens, Duration::from_secs(5)).await {
+            | Fault::BlackholeLeader
+            | Fault::ChaosLeader => match leader(ens, Duration::from_secs(5)).await {
                 Some(l) => Some(l),
                 None => {
                     event.skipped = Some("no leader".into());
@@ -359,7 +386,7 @@ impl Nemesis {
                     return event;
                 }
             },
-            Fault::KillAll => None,
+            Fault::KillAll | Fault::PartitionMinority | Fault::MajoritiesRing => None,
         };
         match fault {
             Fault::KillLeader | Fault::KillRandom => {
@@ -468,6 +495,35 @@ impl Nemesis {
                 tokio::time::sleep(held).await;
                 ens.heal();
             }
+            Fault::ChaosLeader => {
+                let i = target.expect("a member");
+                event.members = vec![i];
+                chaos(ens, i, 40, 60, Duration::from_millis(20));
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::PartitionMinority => {
+                let mut order: Vec<usize> = (0..ens.members.len()).collect();
+                order.shuffle(&mut self.rng);
+                let minority = minority_size(ens.members.len());
+                event.members = order[..minority].to_vec();
+                event.members.sort_unstable();
+                cut_off(ens, &event.members);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
+            Fault::MajoritiesRing => {
+                let mut ring: Vec<usize> = (0..ens.members.len()).collect();
+                ring.shuffle(&mut self.rng);
+                // The ring's order, first to last.
+                event.members = ring.clone();
+                majorities_ring(ens, &ring);
+                let held = self.draw(self.cfg.partition_ms);
+                tokio::time::sleep(held).await;
+                ens.heal();
+            }
         }
         event.healed_ns = self.now_ns();
         event.recovered_ms = wait_serving(ens, Duration::from_millis(self.cfg.recover_ms))
@@ -511,6 +567,62 @@ pub fn blackhole(ens: &Ensemble, i: usize) {
     for j in (0..ens.members.len()).filter(|&j| j != i) {
         for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
             p.blackhole();
+        }
+    }
+}
+
+/// Packet chaos on every link between member `i` and the others (until [`Ensemble::heal`]):
+/// see [`rookery_testkit::proxy::Proxy::chaos`].
+pub fn chaos(ens: &Ensemble, i: usize, corrupt_every: u64, duplicate_every: u64, jitter: Duration) {
+    for j in (0..ens.members.len()).filter(|&j| j != i) {
+        for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+            p.chaos(corrupt_every, duplicate_every, jitter);
+        }
+    }
+}
+
+/// The size of the minority [`Fault::PartitionMinority`] cuts off from `n` members: the
+/// largest that leaves a majority, at least one.
+pub fn minority_size(n: usize) -> usize {
+    ((n.saturating_sub(1)) / 2).max(1)
+}
+
+/// Cuts every link between a member of `side` and a member outside it, both directions, both
+/// ports (until [`Ensemble::heal`]).
+pub fn cut_off(ens: &Ensemble, side: &[usize]) {
+    for &i in side {
+        for j in (0..ens.members.len()).filter(|j| !side.contains(j)) {
+            for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+                p.refuse();
+            }
+        }
+    }
+}
+
+/// The pairs of positions on a ring of `n` members whose link a majorities ring cuts: those
+/// further apart than `k` steps, the fewest neighbours on each side that with the member
+/// itself make a majority.
+pub fn ring_cuts(n: usize) -> Vec<(usize, usize)> {
+    let k = (n / 2).div_ceil(2);
+    let mut cuts = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            let d = (b - a).min(n - (b - a));
+            if d > k {
+                cuts.push((a, b));
+            }
+        }
+    }
+    cuts
+}
+
+/// Leaves each member of `ring` (members in ring order) linked only to its nearest neighbours
+/// (until [`Ensemble::heal`]); see [`Fault::MajoritiesRing`].
+pub fn majorities_ring(ens: &Ensemble, ring: &[usize]) {
+    for (a, b) in ring_cuts(ring.len()) {
+        let (i, j) = (ring[a], ring[b]);
+        for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
+            p.refuse();
         }
     }
 }
@@ -628,6 +740,35 @@ mod tests {
                 Fault::BlackholeLeader
             ]
         );
+    }
+
+    #[test]
+    fn a_minority_leaves_a_majority() {
+        for (n, m) in [(1, 1), (3, 1), (4, 1), (5, 2), (6, 2), (7, 3)] {
+            assert_eq!(minority_size(n), m, "{n} members");
+        }
+    }
+
+    #[test]
+    fn a_majorities_ring_gives_each_member_its_own_majority() {
+        for n in 5..=9 {
+            let cuts = ring_cuts(n);
+            let sees = |i: usize| -> Vec<usize> {
+                (0..n)
+                    .filter(|&j| j == i || !cuts.contains(&(i.min(j), i.max(j))))
+                    .collect()
+            };
+            let majority = n / 2 + 1;
+            let mut seen = std::collections::BTreeSet::new();
+            for i in 0..n {
+                let s = sees(i);
+                assert!(s.len() >= majority, "{n} members: {i} sees {s:?}");
+                assert!(s.len() < n, "{n} members: {i} sees everyone");
+                assert!(seen.insert(s.clone()), "{n} members: {s:?} twice");
+            }
+        }
+        // Five members: each keeps its two neighbours, so five links of ten are cut.
+        assert_eq!(ring_cuts(5).len(), 5);
     }
 
     #[test]

@@ -35,7 +35,8 @@ struct Args {
     keys: usize,
     /// Comma-separated fault kinds, `all` or `none`: kill-leader, kill-random, kill-all,
     /// pause-leader, partition-leader, partition-random, one-way-leader, one-way-random,
-    /// partial-partition, slow-leader, stall-leader, stall-random, blackhole-leader.
+    /// partial-partition, slow-leader, stall-leader, stall-random, blackhole-leader,
+    /// partition-minority, majorities-ring (five members or more), chaos-leader.
     #[arg(long, env = "HISTORY_FAULTS", default_value = "all")]
     faults: String,
     /// Members whose clocks run skewed for the whole run, under libfaketime (`apt-get install
