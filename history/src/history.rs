@@ -39,6 +39,10 @@ pub enum Call {
     /// `create2` of a persistent sequential child `<parent>/c` whose data is `token` (unique
     /// per invocation, so the final listing tells which invocation made which node).
     CreateSeq { parent: String, token: u64 },
+    /// `sync` of the sequential parent, then `exists` of it, pipelined: how many children it
+    /// has at one point of the applied history. The sequential creates are a counter's
+    /// increments and this is its read (J6).
+    Count { parent: String },
     /// `getData` (or `exists`, when `exists`) of a register leaving a one-shot data watch. The
     /// watch's delivery is a [`WatchEvent`] whose `set_by` is this operation's `invoke_seq`.
     WatchRead { key: String, exists: bool },
@@ -86,7 +90,7 @@ impl Call {
             | Call::Write { key, .. }
             | Call::Cas { key, .. }
             | Call::WatchRead { key, .. } => key,
-            Call::CreateSeq { parent, .. } => parent,
+            Call::CreateSeq { parent, .. } | Call::Count { parent } => parent,
             Call::Enqueue { queue, .. } | Call::Take { queue, .. } => queue,
             Call::PairRead { keys } | Call::PairCas { keys, .. } => {
                 keys.first().map(String::as_str).unwrap_or_default()
@@ -104,6 +108,7 @@ impl Call {
             Call::Write { .. } => "write",
             Call::Cas { .. } => "cas",
             Call::CreateSeq { .. } => "create-seq",
+            Call::Count { .. } => "count",
             Call::WatchRead { .. } => "watch-read",
             Call::Enqueue { .. } => "enqueue",
             Call::Take { .. } => "take",
@@ -144,6 +149,7 @@ impl Call {
                 Reply::Created { .. },
             ) => true,
             (Call::Take { .. }, Reply::Deleted) => true,
+            (Call::Count { .. }, Reply::Count { .. }) => true,
             (Call::PairRead { keys }, Reply::Pair { reads }) => reads.len() == keys.len(),
             (Call::PairCas { keys, .. }, Reply::PairWritten { versions, mzxids }) => {
                 versions.len() == keys.len() && mzxids.len() == keys.len()
@@ -172,6 +178,8 @@ pub enum Reply {
     Created { name: String, seq: i64, czxid: i64 },
     /// `exists` of a register: the Stat's version and mzxid.
     Stat { version: i32, mzxid: i64 },
+    /// `exists` of a parent: the Stat's number of children.
+    Count { children: i32 },
     /// A `delete` succeeded.
     Deleted,
     /// Each key of a pair as one `multiRead` returned it, in the call's key order.

@@ -245,6 +245,12 @@ impl RunResult {
             q.lost,
             q.left
         );
+        let _ = writeln!(
+            s,
+            "counter: {} counts of the sequential parent checked against their bounds, the \
+             largest {}",
+            r.counter.reads, r.counter.max_read
+        );
         let e = &r.ephemeral;
         let _ = writeln!(
             s,

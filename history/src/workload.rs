@@ -50,6 +50,8 @@ pub struct Mix {
     pub write: u32,
     pub cas: u32,
     pub create_seq: u32,
+    /// A read of the sequential parent's number of children, after a `sync` (J6's counter).
+    pub count: u32,
     /// `getData` or `exists` leaving a watch on a register; while the session has a watch
     /// armed on the key drawn, a plain read of it instead (one watch per key and session).
     pub watch_read: u32,
@@ -70,6 +72,7 @@ impl Default for Mix {
             write: 12,
             cas: 24,
             create_seq: 10,
+            count: 4,
             watch_read: 10,
             enqueue: 6,
             dequeue: 6,
@@ -87,6 +90,7 @@ impl Mix {
             + self.write
             + self.cas
             + self.create_seq
+            + self.count
             + self.watch_read
             + self.enqueue
             + self.dequeue
@@ -498,6 +502,29 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
             })
         }
         Call::CreateEphemeral { path, token } => create(c, path, *token, CreateMode::Ephemeral),
+        Call::Count { parent } => {
+            // Both queued now, in this order, as for a sync-read.
+            let s = c.sync(parent);
+            let e = c.exists(parent);
+            Box::pin(async move {
+                let (s, e) = futures::join!(s, e);
+                match (s, e) {
+                    (Ok(()), Ok(Some(stat))) => done(
+                        Outcome::Ok(Reply::Count {
+                            children: stat.num_children,
+                        }),
+                        false,
+                    ),
+                    (Ok(()), Ok(None)) => done(Outcome::Failed(ServerError::NoNode), false),
+                    (Err(e), _) => {
+                        let terminated = e.is_session_terminated();
+                        let reason = format!("sync failed: {e}");
+                        done(Outcome::NotSent { reason }, terminated)
+                    }
+                    (Ok(()), Err(e)) => failed(e),
+                }
+            })
+        }
         Call::OwnEphemeral { path } => {
             let f = c.exists(path);
             Box::pin(async move {
@@ -719,6 +746,12 @@ pub fn pick(
         });
     }
     x -= m.create_seq;
+    if x < m.count {
+        return Step::Call(Call::Count {
+            parent: d.parent.to_owned(),
+        });
+    }
+    x -= m.count;
     if x < m.watch_read {
         if !arm(&key) {
             return Step::Call(Call::Read { key });

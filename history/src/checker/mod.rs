@@ -9,6 +9,8 @@
 //! - [`session`]: per-session FIFO completions and zxids that never go back.
 //! - [`watch`]: a watch event comes before any reply showing the change, fires once, and
 //!   reports a real change after the watched state (W1).
+//! - [`counter`]: a count of the sequential parent's children falls between the creates
+//!   acknowledged before it and those that may have taken effect by its end (J6).
 //! - [`queue`]: every acknowledged queue item consumed exactly once, nothing consumed that was
 //!   not enqueued (J6).
 //! - [`multi`]: pairs of registers written by `multi` are never seen half written, and form a
@@ -16,6 +18,7 @@
 //! - [`ephemeral`]: a live session keeps its ephemeral node; no ephemeral outlives its
 //!   session; a session refused as expired is never served again (K6, S1).
 
+pub mod counter;
 pub mod durability;
 pub mod ephemeral;
 pub mod linearizable;
@@ -36,7 +39,7 @@ pub use linearizable::{Budget, KeyVerdict, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
     /// The checker's name (`linearizable`, `durability`, `sequential`, `session`, `watch`,
-    /// `queue`, `multi`, `ephemeral`).
+    /// `queue`, `counter`, `multi`, `ephemeral`).
     pub checker: &'static str,
     /// What kind of violation, for counting (`not-linearizable`, `lost-write`, ...).
     pub kind: String,
@@ -77,6 +80,7 @@ pub struct Report {
     pub pair_reads: usize,
     pub watch: watch::WatchFigures,
     pub queue: queue::QueueFigures,
+    pub counter: counter::CounterFigures,
     pub ephemeral: ephemeral::EphemeralFigures,
 }
 
@@ -135,6 +139,9 @@ pub fn check_all(history: &History, budget: Budget) -> Report {
     anomalies.extend(found);
     let (figures, found) = queue::check(history);
     report.queue = figures;
+    anomalies.extend(found);
+    let (figures, found) = counter::check(history);
+    report.counter = figures;
     anomalies.extend(found);
     let (figures, found) = ephemeral::check(history);
     report.ephemeral = figures;

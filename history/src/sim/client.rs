@@ -322,6 +322,16 @@ pub(super) fn requests(op: usize, call: &Call) -> Vec<(Request, Part)> {
             create(path, *token, 1),
             Part::Completes(op, OpCode::Create2),
         )],
+        Call::Count { parent } => vec![
+            (sync(parent), Part::SyncOf(op)),
+            (
+                Request::Exists(PathWatchRequest {
+                    path: parent.clone(),
+                    watch: false,
+                }),
+                Part::Completes(op, OpCode::Exists),
+            ),
+        ],
         Call::OwnEphemeral { path } => vec![(
             Request::Exists(PathWatchRequest {
                 path: path.clone(),
@@ -460,6 +470,9 @@ pub(super) fn outcome(call: &Call, op_code: OpCode, header: &ReplyHeader, body: 
             })
         }
         (Call::Take { .. }, Response::Empty) => Outcome::Ok(Reply::Deleted),
+        (Call::Count { .. }, Response::Stat(s)) => Outcome::Ok(Reply::Count {
+            children: s.stat.num_children,
+        }),
         (Call::OwnEphemeral { .. }, Response::Stat(s)) => Outcome::Ok(Reply::Exists {
             owner: Some(s.stat.ephemeral_owner),
         }),
