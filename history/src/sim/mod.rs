@@ -8,9 +8,12 @@
 //! the wire codec and a simulated network (per-link FIFO like TCP, random latency, random loss
 //! as a full peer queue loses them, cut links); client sessions speak ZooKeeper's protocol to
 //! the cores' connection interface. Faults: crashes (one member, the leader, all) that lose
-//! unsynced writes and tear unsynced sectors, a failed fsync, an isolated member, a one-way cut
-//! from the leader, a paused leader (SIGSTOP past the session timeout). The sessions run the
-//! real-process workload's operation mix ([`sessions`]): registers, sequential creates, watches,
+//! unsynced writes and tear unsynced sectors, a failed fsync, a full disk (ENOSPC until space
+//! is freed: the member stops and cannot start again until then), an isolated member, a
+//! one-way cut from the leader, a paused leader (SIGSTOP past the session timeout), a partial
+//! partition. The sessions run the
+//! real-process workload's operation mix ([`sessions`]): registers, sequential creates and
+//! counts of them, watches,
 //! a queue, a pair written by `multi`, ephemeral nodes, sessions closed, abandoned and resumed.
 //! At the end every session is closed, every fault heals, the queue is drained, the ensemble
 //! expires the abandoned sessions, the members converge, and the recorded history goes through
@@ -79,6 +82,9 @@ pub struct SimConfig {
     pub faults: bool,
     /// The members' `snapCount` (small, so snapshots are taken and sent).
     pub snap_count: u64,
+    /// Include the disk-full fault (ENOSPC) in the schedule. Off, the schedule draws as it did
+    /// before that fault existed, so seeds found then replay.
+    pub disk_full: bool,
     /// A planted defect for testing the simulator itself: a crash loses the member's whole
     /// disk, synced data included, which breaks the storage promise; the checkers must notice.
     pub lose_disks: bool,
@@ -99,6 +105,7 @@ impl SimConfig {
             duration_ms: 20_000,
             faults: true,
             snap_count: 200,
+            disk_full: true,
             lose_disks: false,
         }
     }
@@ -131,6 +138,8 @@ pub struct SimRun {
     /// Peer messages delivered, and lost to the simulated network.
     pub messages: u64,
     pub messages_lost: u64,
+    /// Times a member stopped on a storage failure while its disk was full (ENOSPC).
+    pub full_disk_stops: u64,
     /// Simulated time at the end, in ms.
     pub end_ms: u64,
 }
@@ -172,6 +181,8 @@ enum Heal {
     Restart(u64),
     Link(u64, u64),
     Resume(u64),
+    /// Space is freed on the member's disk.
+    Space(u64),
 }
 
 struct Sim {
@@ -189,6 +200,8 @@ struct Sim {
     cut: BTreeSet<(u64, u64)>,
     /// Paused members, until when (µs).
     paused: BTreeMap<u64, u64>,
+    /// Members whose disk is full (a disk-full fault not yet healed).
+    full: BTreeSet<u64>,
     clients: Vec<Client>,
     next_process: u32,
     next_conn: u64,
@@ -200,6 +213,7 @@ struct Sim {
     steps: u64,
     messages: u64,
     messages_lost: u64,
+    full_disk_stops: u64,
     /// When the workload ends (µs).
     load_end_us: u64,
     /// The workload is over: no new operation starts, every session ends.
@@ -233,6 +247,7 @@ pub fn run(cfg: &SimConfig) -> Result<SimRun, SimError> {
         steps: sim.steps,
         messages: sim.messages,
         messages_lost: sim.messages_lost,
+        full_disk_stops: sim.full_disk_stops,
         end_ms: sim.now_us / 1000,
     })
 }
@@ -255,6 +270,7 @@ impl Sim {
             link_last_us: BTreeMap::new(),
             cut: BTreeSet::new(),
             paused: BTreeMap::new(),
+            full: BTreeSet::new(),
             clients: Vec::new(),
             next_process: 0,
             next_conn: 1,
@@ -266,6 +282,7 @@ impl Sim {
             steps: 0,
             messages: 0,
             messages_lost: 0,
+            full_disk_stops: 0,
             load_end_us: 0,
             winding_down: false,
             error: None,
@@ -427,6 +444,9 @@ impl Sim {
             crashed = r.core.failed().is_some();
         }
         if crashed {
+            if self.full.contains(&id) {
+                self.full_disk_stops += 1;
+            }
             self.crash(id);
             let delay = self.rng.gen_range(500_000..2_000_000);
             self.after(delay, Ev::Heal(Heal::Restart(id)));
@@ -541,7 +561,14 @@ impl Sim {
         let clock = self.clock.clone();
         let outbox = self.outbox.clone();
         if let Err(e) = self.member(id).start(seed, &clock, &outbox) {
-            self.error = Some(e);
+            if self.full.contains(&id) {
+                // Recovery needs room to write; its supervisor tries again later.
+                self.trace(|| format!("member {id} cannot start on a full disk: {e}"));
+                let d = self.rng.gen_range(300_000..1_000_000);
+                self.after(d, Ev::Heal(Heal::Restart(id)));
+            } else {
+                self.error = Some(e);
+            }
             return;
         }
         let inc = self.member(id).incarnation;
@@ -600,7 +627,9 @@ impl Sim {
             return;
         }
         let n = self.cfg.members as u64;
-        let pick = self.rng.gen_range(0..8);
+        let pick = self
+            .rng
+            .gen_range(0..if self.cfg.disk_full { 9 } else { 8 });
         let random = self.rng.gen_range(1..=n);
         let leader = self.leader().unwrap_or(random);
         let kind = match pick {
@@ -663,6 +692,18 @@ impl Sim {
                 }
                 "pause-leader"
             }
+            8 => {
+                // The disk of a member fills up, with room for a few more writes at most: its
+                // writer fails with ENOSPC and the member stops, as on a failed fsync, and
+                // fails to start again until space is freed.
+                let disk = self.member(random).disk.clone();
+                let slack = self.rng.gen_range(0..64 * 1024);
+                disk.set_capacity(disk.used_bytes() + slack);
+                self.full.insert(random);
+                let d = self.rng.gen_range(1_000_000..4_000_000);
+                self.after(d, Ev::Heal(Heal::Space(random)));
+                "disk-full"
+            }
             _ => {
                 let d = self.rng.gen_range(1_000_000..3_000_000);
                 let (a, b) = (leader, random);
@@ -693,6 +734,10 @@ impl Sim {
             }
             Heal::Resume(id) => {
                 self.paused.remove(&id);
+            }
+            Heal::Space(id) => {
+                self.member(id).disk.clear_capacity();
+                self.full.remove(&id);
             }
         }
     }
@@ -788,6 +833,9 @@ impl Sim {
         self.winding_down = true;
         self.cut.clear();
         self.paused.clear();
+        for id in std::mem::take(&mut self.full) {
+            self.member(id).disk.clear_capacity();
+        }
         for id in 1..=self.cfg.members as u64 {
             if !self.members[(id - 1) as usize].is_up() {
                 self.start(id);

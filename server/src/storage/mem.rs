@@ -91,9 +91,25 @@ impl MemBackend {
         self.lock().ops_left = Some(n);
     }
 
-    /// Limits the total bytes all files may hold; writes past it fail with ENOSPC.
+    /// Limits the total bytes all files may hold; writes past it fail with ENOSPC. The limit
+    /// survives [`MemBackend::crash`] (the disk is still full after a restart).
     pub fn set_capacity(&self, bytes: u64) {
         self.lock().capacity_bytes = Some(bytes);
+    }
+
+    /// Lifts the limit of [`MemBackend::set_capacity`] (space was freed).
+    pub fn clear_capacity(&self) {
+        self.lock().capacity_bytes = None;
+    }
+
+    /// The bytes all files hold now, unsynced writes included (what [`MemBackend::set_capacity`]
+    /// counts).
+    pub fn used_bytes(&self) -> u64 {
+        self.lock()
+            .files
+            .iter()
+            .map(|f| f.current.len() as u64)
+            .sum()
     }
 
     /// What a crash at this moment leaves behind, as a fresh backend. `seed` decides how much of
