@@ -306,6 +306,64 @@ pub struct MemberState {
     /// Per ephemeral parent: the nodes left once every workload session had ended.
     #[serde(default)]
     pub ephemerals: BTreeMap<String, BTreeMap<String, EphemeralNode>>,
+    /// A digest of the member's whole tree (K1), if it was read.
+    #[serde(default)]
+    pub tree: Option<TreeDigest>,
+}
+
+/// A digest of every node outside `/zookeeper`: path, data and every field of the Stat
+/// (K1: members at the same zxid must hold identical trees, not only the nodes the workload
+/// reads back). Computed in one harness process, so the hash needs no stability across builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeDigest {
+    /// The zxid the tree was read at, when the reader knows it exactly (the simulator); `None`
+    /// for a real member read after the workload ended (only session transactions, which
+    /// change no node, happen meanwhile).
+    pub zxid: Option<i64>,
+    pub nodes: usize,
+    pub digest: u64,
+}
+
+impl TreeDigest {
+    /// The digest of `nodes` (path, data, Stat), in any order; `/zookeeper` and below are
+    /// skipped (they describe the member, not the replicated tree).
+    pub fn of<'a>(
+        zxid: Option<i64>,
+        nodes: impl IntoIterator<Item = (&'a str, &'a [u8], &'a rookery_proto::records::Stat)>,
+    ) -> TreeDigest {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut sorted: Vec<_> = nodes
+            .into_iter()
+            .filter(|(path, _, _)| *path != "/zookeeper" && !path.starts_with("/zookeeper/"))
+            .collect();
+        sorted.sort_unstable_by_key(|(path, _, _)| *path);
+        let mut h = DefaultHasher::new();
+        for (path, data, s) in &sorted {
+            (path, data).hash(&mut h);
+            (
+                s.czxid,
+                s.mzxid,
+                s.ctime,
+                s.mtime,
+                s.pzxid,
+                s.ephemeral_owner,
+            )
+                .hash(&mut h);
+            (
+                s.version,
+                s.cversion,
+                s.aversion,
+                s.data_length,
+                s.num_children,
+            )
+                .hash(&mut h);
+        }
+        TreeDigest {
+            zxid,
+            nodes: sorted.len(),
+            digest: h.finish(),
+        }
+    }
 }
 
 /// The final state of every member.

@@ -221,8 +221,9 @@ impl RunResult {
         let _ = writeln!(s, "registers: {}", verdicts.join("; "));
         let _ = writeln!(
             s,
-            "acknowledged writes: {} checked, {} lost",
-            r.acked_writes, r.acked_writes_lost
+            "acknowledged writes: {} checked, {} lost; whole-tree digests of {} members \
+             compared with the first's",
+            r.acked_writes, r.acked_writes_lost, r.trees_compared
         );
         let w = &r.watch;
         let _ = writeln!(

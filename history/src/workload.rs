@@ -39,7 +39,7 @@ use rookery_testkit::proxy::Proxy;
 
 use crate::history::{
     sequence_of, value_of, Call, Delivery, EphemeralNode, MemberState, Op, Outcome, Process,
-    RegisterState, Reply, ServerError, WatchEvent,
+    RegisterState, Reply, ServerError, TreeDigest, WatchEvent,
 };
 
 /// Relative weights of the operation kinds.
@@ -1375,11 +1375,56 @@ async fn read_children(
     Ok(children)
 }
 
+/// The most nodes [`read_tree`] reads before it gives up.
+const MAX_TREE_NODES: usize = 1_000_000;
+
+/// Reads every node of the member's tree outside `/zookeeper` (each directory's children
+/// pipelined) and digests them (K1).
+async fn read_tree(c: &Client, op_timeout: Duration) -> Result<TreeDigest, String> {
+    let timed_out = |what: &str| format!("reading {what}: timed out");
+    let (data, stat) = tokio::time::timeout(op_timeout, c.get_data("/"))
+        .await
+        .map_err(|_| timed_out("/"))?
+        .map_err(|e| format!("reading /: {e}"))?;
+    let mut dirs = vec!["/".to_string()];
+    let mut nodes = vec![("/".to_string(), data, stat)];
+    while let Some(dir) = dirs.pop() {
+        let kids = tokio::time::timeout(op_timeout, c.get_children(&dir))
+            .await
+            .map_err(|_| timed_out(&dir))?
+            .map_err(|e| format!("listing {dir}: {e}"))?;
+        let paths: Vec<String> = kids
+            .iter()
+            .map(|k| format!("{}/{k}", dir.trim_end_matches('/')))
+            .filter(|p| p != "/zookeeper")
+            .collect();
+        // Queued at once, answered in order.
+        let reads: Vec<_> = paths.iter().map(|p| c.get_data(p)).collect();
+        let read = tokio::time::timeout(op_timeout * 4, futures::future::join_all(reads))
+            .await
+            .map_err(|_| timed_out(&format!("the children of {dir}")))?;
+        for (path, r) in paths.into_iter().zip(read) {
+            let (data, stat) = r.map_err(|e| format!("reading {path}: {e}"))?;
+            if stat.num_children > 0 {
+                dirs.push(path.clone());
+            }
+            nodes.push((path, data, stat));
+        }
+        if nodes.len() > MAX_TREE_NODES {
+            return Err(format!("more than {MAX_TREE_NODES} nodes"));
+        }
+    }
+    Ok(TreeDigest::of(
+        None,
+        nodes.iter().map(|(p, d, s)| (p.as_str(), d.as_slice(), s)),
+    ))
+}
+
 /// Reads one member's final state through a session bound to it alone: each register by a
 /// sync-read and each pair by a pair read (both recorded, so the linearizability checks
 /// include the final values), each parent's children with their tokens, each queue's items,
-/// each ephemeral parent's nodes with their owners, after a `sync`. Tries until `max` has
-/// passed.
+/// each ephemeral parent's nodes with their owners, after a `sync`, and a digest of its whole
+/// tree (K1). Tries until `max` has passed.
 pub async fn read_member(
     member: usize,
     addr: &str,
@@ -1465,6 +1510,7 @@ pub async fn read_member(
                     .collect();
                 state.ephemerals.insert(parent.clone(), kids);
             }
+            state.tree = Some(read_tree(&c, op_timeout).await?);
             Ok::<(), String>(())
         };
         let result = attempt.await;

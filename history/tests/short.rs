@@ -50,6 +50,13 @@ async fn a_short_run_with_faults_finds_no_anomaly() -> anyhow::Result<()> {
         "no fault was injected\n{}",
         result.failure_report()
     );
+    // K1: every member's whole tree was digested and compared.
+    assert_eq!(
+        result.report.trees_compared,
+        2,
+        "{}",
+        result.failure_report()
+    );
     teeth::assert_caught(&result.history);
     Ok(())
 }
@@ -87,6 +94,13 @@ mod teeth {
                 mzxid: mzxid.min(1),
             });
             out.push(("stale final sync-read", m, "not-linearizable"));
+        }
+
+        // A member's tree differs somewhere the workload does not read back (K1).
+        let mut m = h.clone();
+        if let Some(t) = m.final_state.as_mut().unwrap().members[1].tree.as_mut() {
+            t.digest ^= 1;
+            out.push(("a member's tree differs", m, "tree-digests-differ"));
         }
 
         // A member ends one version behind: the last acknowledged write is lost.

@@ -132,6 +132,8 @@ fn every_row_of_the_workload_reaches_its_checker() {
     assert!(!out.history.watches.is_empty());
     let c = &report.counter;
     assert!(c.reads > 20 && c.max_read > 0, "{c:?}");
+    // K1: the members' whole trees, at one zxid, compared.
+    assert_eq!(report.trees_compared, 2);
 }
 
 /// J6's counter and the disk-full fault take part in the sweeps: over a few seeds, members

@@ -9,6 +9,9 @@
 //!   was acknowledged with, holding its token.
 //! - Every member that could be read holds the same registers and children; a member that
 //!   could not be read at all is an anomaly too (it did not come back after the heal).
+//! - K1: members whose whole tree was digested hold identical trees (paths, data, every Stat
+//!   field), when read at the same zxid (the simulator) or after the workload ended (real
+//!   members, where only the readers' own session transactions, which change no node, run).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,8 @@ pub struct Durability {
     pub acked: usize,
     /// Acknowledged writes missing, counted once each (on any member).
     pub lost: usize,
+    /// Members whose tree digest was compared with the first one's.
+    pub trees_compared: usize,
     pub anomalies: Vec<Anomaly>,
 }
 
@@ -95,6 +100,31 @@ pub fn check(history: &History) -> Durability {
                 ),
                 vec![],
             ));
+        }
+    }
+
+    // K1: whole trees.
+    let digested: Vec<_> = readable
+        .iter()
+        .filter_map(|m| m.tree.map(|t| (m.member, t)))
+        .collect();
+    if let Some(&(first, a)) = digested.first() {
+        for &(member, b) in &digested[1..] {
+            if a.zxid.is_some() && b.zxid.is_some() && a.zxid != b.zxid {
+                continue;
+            }
+            out.trees_compared += 1;
+            if (a.nodes, a.digest) != (b.nodes, b.digest) {
+                out.anomalies.push(anomaly(
+                    "tree-digests-differ",
+                    format!(
+                        "members {first} and {member} hold different trees: {} nodes, digest \
+                         {:#018x} (zxid {:?}) vs {} nodes, digest {:#018x} (zxid {:?})",
+                        a.nodes, a.digest, a.zxid, b.nodes, b.digest, b.zxid
+                    ),
+                    vec![],
+                ));
+            }
         }
     }
 
@@ -227,6 +257,51 @@ mod tests {
         let mut h = b.build();
         h.final_state = Some(FinalState { members });
         h
+    }
+
+    #[test]
+    fn trees_that_differ_at_one_zxid_are_reported() {
+        use crate::history::TreeDigest;
+        use rookery_proto::records::Stat;
+        let stat = Stat::default();
+        let digest = |zxid, data: &[u8]| Some(TreeDigest::of(zxid, [("/a", data, &stat)]));
+        let with = |i, tree| MemberState {
+            tree,
+            ..member(i, 6, 2, &[("c0000000000", 77)])
+        };
+        let kinds = |members| -> Vec<String> {
+            let d = check(&history(members));
+            d.anomalies.into_iter().map(|a| a.kind).collect()
+        };
+        let same = vec![
+            with(0, digest(Some(9), b"x")),
+            with(1, digest(Some(9), b"x")),
+        ];
+        assert_eq!(kinds(same), Vec::<String>::new());
+        let differ = vec![
+            with(0, digest(Some(9), b"x")),
+            with(1, digest(Some(9), b"y")),
+        ];
+        assert_eq!(kinds(differ), vec!["tree-digests-differ"]);
+        // Read at other zxids: not comparable. Real members (no zxid): compared.
+        let apart = vec![
+            with(0, digest(Some(9), b"x")),
+            with(1, digest(Some(10), b"y")),
+        ];
+        assert_eq!(kinds(apart), Vec::<String>::new());
+        let real = vec![with(0, digest(None, b"x")), with(1, digest(None, b"y"))];
+        assert_eq!(kinds(real), vec!["tree-digests-differ"]);
+        // The order nodes come in does not matter; /zookeeper is not part of the tree.
+        let a = TreeDigest::of(None, [("/a", &b"1"[..], &stat), ("/b", b"2", &stat)]);
+        let b = TreeDigest::of(
+            None,
+            [
+                ("/zookeeper", &b""[..], &stat),
+                ("/b", b"2", &stat),
+                ("/a", b"1", &stat),
+            ],
+        );
+        assert_eq!(a, b);
     }
 
     #[test]

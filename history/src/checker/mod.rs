@@ -76,6 +76,8 @@ pub struct Report {
     pub acked_writes_lost: usize,
     /// Acknowledged writes the durability checks looked for.
     pub acked_writes: usize,
+    /// Members whose whole-tree digest was compared with another's (K1).
+    pub trees_compared: usize,
     /// Pair reads checked for half-applied transactions.
     pub pair_reads: usize,
     pub watch: watch::WatchFigures,
@@ -125,6 +127,7 @@ pub fn check_all(history: &History, budget: Budget) -> Report {
     let durable = durability::check(history);
     report.acked_writes_lost = durable.lost;
     report.acked_writes = durable.acked;
+    report.trees_compared = durable.trees_compared;
     anomalies.extend(durable.anomalies);
     anomalies.extend(sequential::check(history));
     anomalies.extend(session::check(history));

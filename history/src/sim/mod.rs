@@ -36,8 +36,8 @@ use rookery_server::quorum::{Incoming, PeerMsg};
 use rookery_server::server::{Event, Outbound};
 
 use crate::history::{
-    value_of, EphemeralNode, FinalState, History, MemberState, Op, RegisterState, WatchEvent,
-    GARBAGE_VALUE,
+    value_of, EphemeralNode, FinalState, History, MemberState, Op, RegisterState, TreeDigest,
+    WatchEvent, GARBAGE_VALUE,
 };
 use crate::workload::Mix;
 use client::{Client, Part, Role};
@@ -996,6 +996,15 @@ impl Sim {
                     })
                     .unwrap_or_default();
                 let ephemerals = [(EPHEMERAL_PARENT.to_owned(), nodes)].into();
+                let image = tree.image();
+                let stats: Vec<_> = image
+                    .iter()
+                    .map(|(path, n)| (path, n.data.as_deref().unwrap_or_default(), n.stat()))
+                    .collect();
+                let digest = TreeDigest::of(
+                    Some(r.core.last_zxid()),
+                    stats.iter().map(|(p, d, s)| (p.as_str(), *d, s)),
+                );
                 MemberState {
                     member: i,
                     error: None,
@@ -1003,6 +1012,7 @@ impl Sim {
                     children,
                     queues,
                     ephemerals,
+                    tree: Some(digest),
                 }
             })
             .collect();
