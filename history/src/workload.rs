@@ -304,6 +304,28 @@ fn failed(e: Error) -> Completed {
     done(outcome_of_error(&e), e.is_session_terminated())
 }
 
+/// Completes a read the caller queued right after a `sync` (both already sent, in that order,
+/// so the server runs the read after the sync): `reply` makes the outcome of a read behind a
+/// successful sync. A read behind a failed sync is no linearizable read: it counts as not done.
+fn after_sync<T: Send + 'static>(
+    sync: impl Future<Output = Result<(), Error>> + Send + 'static,
+    read: impl Future<Output = Result<T, Error>> + Send + 'static,
+    reply: impl FnOnce(T) -> Completed + Send + 'static,
+) -> Issued {
+    Box::pin(async move {
+        let (s, r) = futures::join!(sync, read);
+        match (s, r) {
+            (Ok(()), Ok(v)) => reply(v),
+            (Err(e), _) => {
+                let terminated = e.is_session_terminated();
+                let reason = format!("sync failed: {e}");
+                done(Outcome::NotSent { reason }, terminated)
+            }
+            (Ok(()), Err(e)) => failed(e),
+        }
+    })
+}
+
 fn read_reply(data: &[u8], stat: &rookery_client::Stat) -> Reply {
     Reply::Read {
         value: value_of(data),
@@ -353,23 +375,10 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
             })
         }
         Call::SyncRead { key } => {
-            // Both queued now, in this order: the read runs after the sync on the server.
             let s = c.sync(key);
             let g = c.get_data(key);
-            Box::pin(async move {
-                let (s, g) = futures::join!(s, g);
-                match (s, g) {
-                    (Ok(()), Ok((data, stat))) => {
-                        done(Outcome::Ok(read_reply(&data, &stat)), false)
-                    }
-                    // A read after a failed sync is no sync-read: count it as not done.
-                    (Err(e), _) => {
-                        let terminated = e.is_session_terminated();
-                        let reason = format!("sync failed: {e}");
-                        done(Outcome::NotSent { reason }, terminated)
-                    }
-                    (Ok(()), Err(e)) => failed(e),
-                }
+            after_sync(s, g, |(data, stat)| {
+                done(Outcome::Ok(read_reply(&data, &stat)), false)
             })
         }
         Call::Write { key, value } => {
@@ -435,42 +444,31 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
                 m = m.get_data(k);
             }
             let r = m.execute();
-            Box::pin(async move {
-                let (s, r) = futures::join!(s, r);
-                match (s, r) {
-                    (Ok(()), Ok(results)) => {
-                        let mut reads = Vec::new();
-                        for res in results {
-                            match res {
-                                Ok(ReadResult::Data { data, stat }) => reads.push(RegisterState {
-                                    value: value_of(&data),
-                                    version: stat.version,
-                                    mzxid: stat.mzxid,
+            after_sync(s, r, |results| {
+                let mut reads = Vec::new();
+                for res in results {
+                    match res {
+                        Ok(ReadResult::Data { data, stat }) => reads.push(RegisterState {
+                            value: value_of(&data),
+                            version: stat.version,
+                            mzxid: stat.mzxid,
+                        }),
+                        // Each read of a multiRead fails on its own: the pair's keys always
+                        // exist, so this is a server's error reply.
+                        Ok(other) => {
+                            let reason = format!("multiRead gave {other:?}");
+                            return done(
+                                Outcome::Failed(ServerError::Other {
+                                    code: 0,
+                                    name: reason,
                                 }),
-                                // Each read of a multiRead fails on its own: the pair's keys
-                                // always exist, so this is a server's error reply.
-                                Ok(other) => {
-                                    let reason = format!("multiRead gave {other:?}");
-                                    return done(
-                                        Outcome::Failed(ServerError::Other {
-                                            code: 0,
-                                            name: reason,
-                                        }),
-                                        false,
-                                    );
-                                }
-                                Err(e) => return done(outcome_of_error(&e), false),
-                            }
+                                false,
+                            );
                         }
-                        done(Outcome::Ok(Reply::Pair { reads }), false)
+                        Err(e) => return done(outcome_of_error(&e), false),
                     }
-                    (Err(e), _) => {
-                        let terminated = e.is_session_terminated();
-                        let reason = format!("sync failed: {e}");
-                        done(Outcome::NotSent { reason }, terminated)
-                    }
-                    (Ok(()), Err(e)) => failed(e),
                 }
+                done(Outcome::Ok(Reply::Pair { reads }), false)
             })
         }
         Call::PairCas {
@@ -503,26 +501,16 @@ pub fn issue(c: &Client, call: &Call) -> Issued {
         }
         Call::CreateEphemeral { path, token } => create(c, path, *token, CreateMode::Ephemeral),
         Call::Count { parent } => {
-            // Both queued now, in this order, as for a sync-read.
             let s = c.sync(parent);
             let e = c.exists(parent);
-            Box::pin(async move {
-                let (s, e) = futures::join!(s, e);
-                match (s, e) {
-                    (Ok(()), Ok(Some(stat))) => done(
-                        Outcome::Ok(Reply::Count {
-                            children: stat.num_children,
-                        }),
-                        false,
-                    ),
-                    (Ok(()), Ok(None)) => done(Outcome::Failed(ServerError::NoNode), false),
-                    (Err(e), _) => {
-                        let terminated = e.is_session_terminated();
-                        let reason = format!("sync failed: {e}");
-                        done(Outcome::NotSent { reason }, terminated)
-                    }
-                    (Ok(()), Err(e)) => failed(e),
-                }
+            after_sync(s, e, |stat| match stat {
+                Some(stat) => done(
+                    Outcome::Ok(Reply::Count {
+                        children: stat.num_children,
+                    }),
+                    false,
+                ),
+                None => done(Outcome::Failed(ServerError::NoNode), false),
             })
         }
         Call::OwnEphemeral { path } => {

@@ -21,6 +21,26 @@ use rookery_client::{Client, CreateMode, CreateOptions};
 use rookery_history::nemesis;
 use rookery_testkit::ensemble::{Ensemble, Options};
 
+/// Heals every link and waits until the whole ensemble serves again.
+async fn heal_and_serve(ens: &Ensemble) {
+    ens.heal();
+    assert!(
+        nemesis::wait_serving(ens, Duration::from_secs(30))
+            .await
+            .is_some(),
+        "the ensemble did not serve again after the heal\n{}",
+        ens.logs()
+    );
+}
+
+/// A session on the members `which`, with a 4 s timeout.
+async fn session_on(ens: &Ensemble, which: &[usize]) -> rookery_client::Result<Client> {
+    Client::builder(&ens.connect_string(which))
+        .session_timeout(Duration::from_secs(4))
+        .connect()
+        .await
+}
+
 /// Cuts the leader with `cut`, waits for one of the others to lead and write, heals, and
 /// checks that the old leader catches up.
 async fn a_cut_leader_is_replaced(cut: fn(&Ensemble, usize)) {
@@ -49,9 +69,7 @@ async fn a_cut_leader_is_replaced(cut: fn(&Ensemble, usize)) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let c = Client::builder(&ens.connect_string(&[new]))
-        .session_timeout(Duration::from_secs(4))
-        .connect()
+    let c = session_on(&ens, &[new])
         .await
         .expect("a session on the new leader");
     tokio::time::timeout(
@@ -63,17 +81,8 @@ async fn a_cut_leader_is_replaced(cut: fn(&Ensemble, usize)) {
     .expect("the write is acknowledged without the old leader");
     let _ = tokio::time::timeout(Duration::from_secs(2), c.close()).await;
 
-    ens.heal();
-    assert!(
-        nemesis::wait_serving(&ens, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "the ensemble did not serve again after the heal\n{}",
-        ens.logs()
-    );
-    let o = Client::builder(&ens.connect_string(&[old]))
-        .session_timeout(Duration::from_secs(4))
-        .connect()
+    heal_and_serve(&ens).await;
+    let o = session_on(&ens, &[old])
         .await
         .expect("a session on the old leader");
     let (data, _) = tokio::time::timeout(
@@ -104,10 +113,7 @@ async fn create_through(ens: &Ensemble, which: &[usize], path: &str) -> usize {
     loop {
         for &i in which {
             let attempt = async {
-                let c = Client::builder(&ens.connect_string(&[i]))
-                    .session_timeout(Duration::from_secs(4))
-                    .connect()
-                    .await?;
+                let c = session_on(ens, &[i]).await?;
                 let made = c
                     .create(path, b"n1", &CreateOptions::new(CreateMode::Persistent))
                     .await;
@@ -130,20 +136,12 @@ async fn create_through(ens: &Ensemble, which: &[usize], path: &str) -> usize {
     }
 }
 
-/// After the heal: every member serves again, converges, and holds `path`.
+/// Heals, then: every member serves again, converges, and holds `path`.
 async fn every_member_has(ens: &Ensemble, path: &str) {
-    assert!(
-        nemesis::wait_serving(ens, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "the ensemble did not serve again after the heal\n{}",
-        ens.logs()
-    );
+    heal_and_serve(ens).await;
     ens.wait_converged(Duration::from_secs(30)).await;
     for i in 0..ens.members.len() {
-        let c = Client::builder(&ens.connect_string(&[i]))
-            .session_timeout(Duration::from_secs(4))
-            .connect()
+        let c = session_on(ens, &[i])
             .await
             .unwrap_or_else(|e| panic!("a session on member {}: {e}", i + 1));
         let (data, _) = tokio::time::timeout(Duration::from_secs(10), c.get_data(path))
@@ -168,7 +166,6 @@ async fn five_members_on_a_majorities_ring_still_acknowledge_writes() {
     // Held past syncLimit (1 s), so members that lost the leader have looked for another.
     tokio::time::sleep(Duration::from_secs(2)).await;
     create_through(&ens, &ring, "/ring").await;
-    ens.heal();
     every_member_has(&ens, "/ring").await;
 }
 
@@ -188,10 +185,7 @@ async fn a_minority_refuses_writes_while_the_majority_elects_and_acknowledges() 
 
     for &i in &minority {
         let attempt = async {
-            let c = Client::builder(&ens.connect_string(&[i]))
-                .session_timeout(Duration::from_secs(4))
-                .connect()
-                .await?;
+            let c = session_on(&ens, &[i]).await?;
             c.create(
                 &format!("/minority-{i}"),
                 b"x",
@@ -208,7 +202,6 @@ async fn a_minority_refuses_writes_while_the_majority_elects_and_acknowledges() 
         );
     }
     create_through(&ens, &majority, "/majority").await;
-    ens.heal();
     every_member_has(&ens, "/majority").await;
 }
 
@@ -291,19 +284,10 @@ async fn damaged_peer_bytes_never_reach_a_replica() {
         "only {acked} creates acknowledged under chaos\n{}",
         ens.logs()
     );
-    ens.heal();
-    assert!(
-        nemesis::wait_serving(&ens, Duration::from_secs(30))
-            .await
-            .is_some(),
-        "the ensemble did not serve again after the heal\n{}",
-        ens.logs()
-    );
+    heal_and_serve(&ens).await;
     ens.wait_converged(Duration::from_secs(30)).await;
     for m in 0..3 {
-        let c = Client::builder(&ens.connect_string(&[m]))
-            .session_timeout(Duration::from_secs(4))
-            .connect()
+        let c = session_on(&ens, &[m])
             .await
             .unwrap_or_else(|e| panic!("a session on member {}: {e}", m + 1));
         let kids = tokio::time::timeout(Duration::from_secs(10), c.get_children("/n4"))
