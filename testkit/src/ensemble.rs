@@ -63,6 +63,7 @@ impl Member {
 }
 
 /// Test ensemble options.
+#[derive(Clone)]
 pub struct Options {
     pub size: usize,
     pub tick_ms: u64,
@@ -122,10 +123,43 @@ impl Drop for Ensemble {
 impl Ensemble {
     /// Starts the members (needs a tokio runtime when proxied) and waits until one leads and
     /// every member serves.
+    ///
+    /// A port picked free can be taken before its member binds it (by another test's
+    /// connection, whose local port comes from the same range): such a start is retried on new
+    /// ports, twice at most.
     pub async fn start(opts: Options) -> Ensemble {
-        let ens = Ensemble::start_unsettled(opts).await;
-        ens.wait_all_serving(Duration::from_secs(30)).await;
-        ens
+        let mut attempt = 1;
+        loop {
+            let mut ens = Ensemble::start_unsettled(opts.clone()).await;
+            if attempt < 3 && ens.lost_a_port().await {
+                attempt += 1;
+                continue;
+            }
+            ens.wait_all_serving(Duration::from_secs(30)).await;
+            return ens;
+        }
+    }
+
+    /// Waits (5 s at most) until every member has bound its ports (it logs that it starts as
+    /// a member) or one has exited because a port was taken; says whether one did.
+    async fn lost_a_port(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let mut bound = 0;
+            for m in &mut self.members {
+                let log = m.log();
+                if log.contains("starting as an ensemble member") {
+                    bound += 1;
+                } else if let Some(Ok(Some(_))) = m.child.as_mut().map(|c| c.try_wait()) {
+                    return log.contains("in use");
+                }
+            }
+            if bound == self.members.len() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// Starts the members without waiting for them to settle (a test that expects some of them
@@ -362,7 +396,19 @@ impl Ensemble {
             .iter()
             .map(|m| {
                 let log = m.log();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                // Without the frames of a backtrace, which would push the error out of view.
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| {
+                        let t = l.trim_start();
+                        let frame = t.starts_with("at ")
+                            || t.split_once(": ")
+                                .is_some_and(|(n, _)| n.parse::<u32>().is_ok());
+                        !frame
+                    })
+                    .take(40)
+                    .collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("--- member {} ---\n{}\n", m.id, tail.join("\n"))
             })
