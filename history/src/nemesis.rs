@@ -423,9 +423,7 @@ impl Nemesis {
                 let i = target.expect("a member");
                 event.members = vec![i];
                 ens.isolate(i);
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::OneWayLeader | Fault::OneWayRandom => {
                 let i = target.expect("a member");
@@ -446,9 +444,7 @@ impl Nemesis {
                         p.hold_replies();
                     }
                 }
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::PartialPartition => {
                 let i = target.expect("a member");
@@ -461,9 +457,7 @@ impl Nemesis {
                 for p in ens.links(i, j).into_iter().chain(ens.links(j, i)) {
                     p.refuse();
                 }
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::SlowLeader => {
                 let i = target.expect("a member");
@@ -475,33 +469,25 @@ impl Nemesis {
                         p.set_delay(delay);
                     }
                 }
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::StallLeader | Fault::StallRandom => {
                 let i = target.expect("a member");
                 event.members = vec![i];
                 stall(ens, i);
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::BlackholeLeader => {
                 let i = target.expect("a member");
                 event.members = vec![i];
                 blackhole(ens, i);
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::ChaosLeader => {
                 let i = target.expect("a member");
                 event.members = vec![i];
                 chaos(ens, i, 40, 60, Duration::from_millis(20));
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::PartitionMinority => {
                 let mut order: Vec<usize> = (0..ens.members.len()).collect();
@@ -510,9 +496,7 @@ impl Nemesis {
                 event.members = order[..minority].to_vec();
                 event.members.sort_unstable();
                 cut_off(ens, &event.members);
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
             Fault::MajoritiesRing => {
                 let mut ring: Vec<usize> = (0..ens.members.len()).collect();
@@ -520,9 +504,7 @@ impl Nemesis {
                 // The ring's order, first to last.
                 event.members = ring.clone();
                 majorities_ring(ens, &ring);
-                let held = self.draw(self.cfg.partition_ms);
-                tokio::time::sleep(held).await;
-                ens.heal();
+                self.hold_then_heal(ens).await;
             }
         }
         event.healed_ns = self.now_ns();
@@ -530,6 +512,14 @@ impl Nemesis {
             .await
             .map(|d| d.as_millis() as u64);
         event
+    }
+
+    /// Keeps the network fault in place for a time drawn from `partition_ms`, then heals every
+    /// link.
+    async fn hold_then_heal(&mut self, ens: &Ensemble) {
+        let held = self.draw(self.cfg.partition_ms);
+        tokio::time::sleep(held).await;
+        ens.heal();
     }
 
     /// Ends every fault: resumes a stopped member, restarts the dead ones, heals the links.
