@@ -56,6 +56,11 @@ impl State {
             }
         }
     }
+
+    /// The bytes all files hold now, unsynced writes included: what the capacity limits.
+    fn used_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.current.len() as u64).sum()
+    }
 }
 
 /// A crash-modelling in-memory file system. Clones share state.
@@ -105,11 +110,7 @@ impl MemBackend {
     /// The bytes all files hold now, unsynced writes included (what [`MemBackend::set_capacity`]
     /// counts).
     pub fn used_bytes(&self) -> u64 {
-        self.lock()
-            .files
-            .iter()
-            .map(|f| f.current.len() as u64)
-            .sum()
+        self.lock().used_bytes()
     }
 
     /// What a crash at this moment leaves behind, as a fresh backend. `seed` decides how much of
@@ -204,7 +205,7 @@ impl FileHandle for MemHandle {
         st.use_op()?;
         let end = offset as usize + buf.len();
         if let Some(cap) = st.capacity_bytes {
-            let used: u64 = st.files.iter().map(|f| f.current.len() as u64).sum();
+            let used = st.used_bytes();
             let grow = end.saturating_sub(st.files[self.id].current.len()) as u64;
             if used + grow > cap {
                 return Err(io::Error::new(
