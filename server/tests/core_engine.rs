@@ -624,9 +624,7 @@ fn a_snapshot_runs_as_one_background_job_and_lands_on_the_backend() {
     // snapCount=2: a snapshot after one or two applied transactions (ZooKeeper's random
     // spacing); each batch here holds one.
     let mut e = Engine::standalone(standalone_config("snapCount=2"), 6);
-    let mut conn = e.connect(1, 30_000);
-    assert!(e.flush());
-    assert_eq!(conn.take().len(), 2);
+    let (mut conn, _) = e.session(1, 30_000);
     let mut batches = 1;
     let mut xid = 0;
     // Bounded: the spacing is at most snapCount transactions.
@@ -766,9 +764,7 @@ fn an_ensemble_member_starts_by_sending_election_notifications_to_the_others() {
 fn snap_count_counts_transactions_not_batches() {
     // snapCount=10: a snapshot after 5 to 10 transactions, however they are batched.
     let mut e = Engine::standalone(standalone_config("snapCount=10"), 6);
-    let mut conn = e.connect(1, 30_000);
-    assert!(e.flush());
-    assert_eq!(conn.take().len(), 2);
+    let (mut conn, _) = e.session(1, 30_000);
     for xid in 1..=10 {
         e.request(
             &conn,
