@@ -185,7 +185,7 @@ impl Proxy {
         } else {
             strip_hop_by_hop(resp.headers_mut(), false);
         }
-        Ok(resp.map(|b| b.map_err(BodyError::from).boxed()))
+        Ok(resp)
     }
 }
 

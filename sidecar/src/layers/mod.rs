@@ -58,7 +58,7 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, BodyError>;
 /// A request on its way upstream.
 pub type Request = http::Request<Body>;
 /// An upstream response.
-pub type Response = http::Response<hyper::body::Incoming>;
+pub type Response = http::Response<Body>;
 
 /// A request extension: an endpoint that just failed this request, for the next pick to
 /// avoid.
