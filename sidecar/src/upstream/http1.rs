@@ -22,7 +22,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::Dns;
-use crate::layers::{Body, BodyError, BoxError, Request, Response};
+use crate::layers::{Body, BodyError, BoxError, ProxyError, Request, Response};
 
 /// Idle connections tried for one request before a new one is opened: each can only be one
 /// the instance closed while it sat idle, so a few are enough and the loop stays bounded.
@@ -35,6 +35,16 @@ pub enum SendError {
     Connect(BoxError),
     /// The connection failed with the request sent or partly sent.
     Upstream(BoxError),
+}
+
+impl SendError {
+    /// The proxy's error for this failure at `endpoint`.
+    pub fn at(self, endpoint: String) -> ProxyError {
+        match self {
+            SendError::Connect(source) => ProxyError::Connect { endpoint, source },
+            SendError::Upstream(source) => ProxyError::Upstream { endpoint, source },
+        }
+    }
 }
 
 /// The idle HTTP/1.1 connections to one endpoint, and how to open more.
@@ -149,12 +159,10 @@ impl Http1Pool {
         resp: http::Response<Incoming>,
         sender: SendRequest<Body>,
     ) -> Response {
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the upgrade.
-            return resp.map(|b| http_body_util::BodyExt::boxed(Pooled::new(b, None)));
-        }
-        let pool = self.clone();
-        resp.map(|b| http_body_util::BodyExt::boxed(Pooled::new(b, Some((sender, pool)))))
+        // After a 101 the connection belongs to the upgrade.
+        let back = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| (sender, self.clone()));
+        resp.map(|b| http_body_util::BodyExt::boxed(Pooled::new(b, back)))
     }
 }
 

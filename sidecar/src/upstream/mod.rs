@@ -183,17 +183,7 @@ impl Service<Request> for Forward {
                     }
                 }
                 let sent = pool.clone().send(req);
-                Box::pin(async move {
-                    sent.await.map_err(|e| {
-                        match e {
-                            SendError::Connect(source) => ProxyError::Connect { endpoint, source },
-                            SendError::Upstream(source) => {
-                                ProxyError::Upstream { endpoint, source }
-                            }
-                        }
-                        .into()
-                    })
-                })
+                Box::pin(async move { sent.await.map_err(|e| e.at(endpoint).into()) })
             }
             Via::Client(client) => {
                 let mut parts = req.uri().clone().into_parts();
@@ -217,19 +207,10 @@ impl Service<Request> for Forward {
                 Box::pin(async move {
                     match future.await {
                         Ok(resp) => Ok(resp.map(|b| b.map_err(BodyError::from).boxed())),
-                        Err(e) => {
-                            let source: BoxError = Box::new(e);
-                            let connect = source
-                                .downcast_ref::<hyper_util::client::legacy::Error>()
-                                .is_some_and(|e| e.is_connect());
-                            let error = if connect {
-                                ProxyError::Connect { endpoint, source }
-                            } else {
-                                ProxyError::Upstream { endpoint, source }
-                            };
-                            Err(error.into())
-                        }
+                        Err(e) if e.is_connect() => Err(SendError::Connect(Box::new(e))),
+                        Err(e) => Err(SendError::Upstream(Box::new(e))),
                     }
+                    .map_err(|e| e.at(endpoint).into())
                 })
             }
         }
